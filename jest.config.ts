@@ -1,0 +1,35 @@
+import type { Config } from 'jest';
+
+const transform: Config['transform'] = {
+  '^.+\\.ts$': ['ts-jest', { useESM: true }],
+};
+
+const common = {
+  testEnvironment: 'node',
+  extensionsToTreatAsEsm: ['.ts'],
+  transform,
+};
+
+// Two projects so that `--selectProjects unit` runs without a control plane. Jest runs a
+// project's globalSetup only when one of its tests is selected.
+const config: Config = {
+  testTimeout: 60_000,
+  projects: [
+    {
+      ...common,
+      displayName: 'unit',
+      testMatch: ['<rootDir>/test/unit/**/*.test.ts'],
+    },
+    {
+      ...common,
+      displayName: 'integration',
+      testMatch: ['<rootDir>/test/integration/**/*.test.ts', '<rootDir>/test/e2e/**/*.test.ts'],
+      // One kube-apiserver + etcd + kube-controller-manager serves the whole run; suites
+      // isolate themselves by namespace.
+      globalSetup: '<rootDir>/test/setup/control-plane-start.ts',
+      globalTeardown: '<rootDir>/test/setup/control-plane-stop.ts',
+    },
+  ],
+};
+
+export default config;
