@@ -1,0 +1,111 @@
+// X.509 building blocks: a CA and certificates it signs. Used for the webhook serving
+// certificate and for the local control plane's PKI.
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import forge from 'node-forge';
+
+export interface KeyPair {
+  /** PKCS#8 PEM */
+  readonly keyPem: string;
+  readonly certPem: string;
+}
+
+export interface CertificateRequest {
+  readonly commonName: string;
+  readonly organizations?: readonly string[];
+  readonly dnsNames?: readonly string[];
+  readonly ipAddresses?: readonly string[];
+  readonly usage: 'server' | 'client' | 'both';
+  readonly validDays: number;
+  /** Defaults to now; tests move it to exercise expiry. */
+  readonly notBefore?: Date;
+}
+
+const MS_PER_DAY = 86_400_000;
+
+// node:crypto generates RSA keys natively; forge's pure-JS generator takes seconds per key.
+function newRsaKey(): { forgeKey: forge.pki.rsa.PrivateKey; keyPem: string } {
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const keyPem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+  return { forgeKey: forge.pki.privateKeyFromPem(keyPem), keyPem };
+}
+
+function publicKeyOf(key: forge.pki.rsa.PrivateKey): forge.pki.rsa.PublicKey {
+  return forge.pki.setRsaPublicKey(key.n, key.e);
+}
+
+function newCertificate(
+  key: forge.pki.rsa.PrivateKey,
+  notBefore: Date,
+  validDays: number,
+): forge.pki.Certificate {
+  const cert = forge.pki.createCertificate();
+  cert.publicKey = publicKeyOf(key);
+  // Positive 128-bit serial: the high bit cleared keeps the DER integer positive.
+  const serial = randomBytes(16);
+  serial[0] = (serial[0] ?? 0) & 0x7f;
+  cert.serialNumber = serial.toString('hex');
+  // Back-date a minute so that a peer with a slightly slow clock accepts a fresh certificate.
+  cert.validity.notBefore = new Date(notBefore.getTime() - 60_000);
+  cert.validity.notAfter = new Date(notBefore.getTime() + validDays * MS_PER_DAY);
+  return cert;
+}
+
+export function createCertificateAuthority(
+  commonName: string,
+  validDays: number,
+  notBefore = new Date(),
+): KeyPair {
+  const { forgeKey, keyPem } = newRsaKey();
+  const cert = newCertificate(forgeKey, notBefore, validDays);
+  const subject = [{ name: 'commonName', value: commonName }];
+  cert.setSubject(subject);
+  cert.setIssuer(subject);
+  cert.setExtensions([
+    { name: 'basicConstraints', cA: true, critical: true },
+    { name: 'keyUsage', keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true },
+    { name: 'subjectKeyIdentifier' },
+  ]);
+  cert.sign(forgeKey, forge.md.sha256.create());
+  return { keyPem, certPem: forge.pki.certificateToPem(cert) };
+}
+
+export function issueCertificate(ca: KeyPair, request: CertificateRequest): KeyPair {
+  const caCert = forge.pki.certificateFromPem(ca.certPem);
+  const caKey = forge.pki.privateKeyFromPem(ca.keyPem);
+  const { forgeKey, keyPem } = newRsaKey();
+  const cert = newCertificate(forgeKey, request.notBefore ?? new Date(), request.validDays);
+  cert.setSubject([
+    { name: 'commonName', value: request.commonName },
+    ...(request.organizations ?? []).map((o) => ({ name: 'organizationName', value: o })),
+  ]);
+  cert.setIssuer(caCert.subject.attributes);
+  const altNames = [
+    ...(request.dnsNames ?? []).map((value) => ({ type: 2, value })),
+    ...(request.ipAddresses ?? []).map((ip) => ({ type: 7, ip })),
+  ];
+  cert.setExtensions([
+    { name: 'basicConstraints', cA: false },
+    { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
+    {
+      name: 'extKeyUsage',
+      serverAuth: request.usage !== 'client',
+      clientAuth: request.usage !== 'server',
+    },
+    ...(altNames.length > 0 ? [{ name: 'subjectAltName', altNames }] : []),
+    {
+      name: 'authorityKeyIdentifier',
+      keyIdentifier: caCert.generateSubjectKeyIdentifier().getBytes(),
+    },
+  ]);
+  cert.sign(caKey, forge.md.sha256.create());
+  return { keyPem, certPem: forge.pki.certificateToPem(cert) };
+}
+
+/** An RSA key pair as PEM, for service-account token signing. */
+export function createSigningKeyPair(): { privateKeyPem: string; publicKeyPem: string } {
+  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  return {
+    privateKeyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+    publicKeyPem: publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+  };
+}

@@ -1,0 +1,50 @@
+// Child processes of the local control plane: each in its own process group (so one signal ends
+// it and whatever it forked), output to a log file, pid recorded for the reaper.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { appendFileSync, closeSync, existsSync, openSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { signalGroup } from './reaper.ts';
+
+export interface PlaneProcess {
+  readonly name: string;
+  readonly child: ChildProcess;
+  readonly logFile: string;
+  exited(): boolean;
+}
+
+export function startProcess(
+  planeDir: string,
+  name: string,
+  bin: string,
+  args: string[],
+): PlaneProcess {
+  const logFile = join(planeDir, 'logs', `${name}.log`);
+  const fd = openSync(logFile, 'a');
+  const child = spawn(bin, args, { detached: true, stdio: ['ignore', fd, fd], cwd: planeDir });
+  closeSync(fd);
+  if (child.pid === undefined) throw new Error(`could not start ${name} (${bin})`);
+  appendFileSync(join(planeDir, 'pids'), `${String(child.pid)}\n`);
+  let exited = false;
+  child.on('exit', () => {
+    exited = true;
+  });
+  return { name, child, logFile, exited: () => exited };
+}
+
+export function logTail(proc: PlaneProcess, lines = 25): string {
+  if (!existsSync(proc.logFile)) return '';
+  return readFileSync(proc.logFile, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+}
+
+/** SIGTERM, then SIGKILL after the grace period. */
+export async function stopProcess(proc: PlaneProcess, graceMs: number): Promise<void> {
+  const pid = proc.child.pid;
+  if (pid === undefined || proc.exited()) return;
+  signalGroup(pid, 'SIGTERM');
+  const deadline = Date.now() + graceMs;
+  while (!proc.exited() && Date.now() < deadline) await sleep(50);
+  signalGroup(pid, 'SIGKILL');
+  const killDeadline = Date.now() + 5_000;
+  while (!proc.exited() && Date.now() < killDeadline) await sleep(20);
+}
