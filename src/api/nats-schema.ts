@@ -20,7 +20,7 @@ export const NATS_STATES = ['Ready', 'Processing', 'Error', 'Deleting', 'Warning
 // strings to the `pattern` check instead of failing the rule with an evaluation error.
 const MEM_STORAGE_SIZE_POSITIVE =
   '!has(self.enabled) || !self.enabled || !has(self.size)' +
-  ' || !isQuantity(string(self.size)) || quantity(string(self.size)).sign() == 1';
+  ' || !isQuantity(string(self.size)) || quantity(string(self.size)).isGreaterThan(quantity("0"))';
 const QUANTITY_UNCHANGED =
   '!isQuantity(string(self)) || !isQuantity(string(oldSelf))' +
   ' || quantity(string(self)).compareTo(quantity(string(oldSelf))) == 0';
