@@ -12,12 +12,18 @@ import { setTimeout as sleep } from 'node:timers/promises';
 const POLL_MS = 500;
 const GRACE_MS = 3_000;
 
+// A killed owner can linger as a zombie until something reaps it; that counts as dead.
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch {
     return false;
+  }
+  try {
+    const stat = readFileSync(`/proc/${String(pid)}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return true;
   }
 }
 

@@ -1,1 +1,4 @@
-export default function stop(): void {}
+export default async function stopControlPlane(): Promise<void> {
+  await globalThis.localPlane?.stop();
+  globalThis.localPlane = undefined;
+}
