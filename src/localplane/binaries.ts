@@ -92,7 +92,7 @@ export function pinnedBinary(name: BinaryName): PinnedBinary {
 export type Log = (line: string) => void;
 
 function requireGo(): void {
-  const probe = spawnSync('go', ['version'], { encoding: 'utf8' });
+  const probe = spawnSync('go', ['version'], { encoding: 'utf8', env: process.env });
   if (probe.error !== undefined || probe.status !== 0) {
     throw new Error(
       'Go is needed once to build the local control plane (etcd, kube-apiserver, ' +
