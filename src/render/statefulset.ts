@@ -3,8 +3,8 @@
 //
 // There is deliberately no pod annotation with a hash of nats.conf. The reloader signals
 // nats-server to re-read its configuration when the mounted ConfigMap changes, so a change of
-// logging, memory limit or routes applies without a restart; a hash would instead roll every
-// pod for each such edit and make JetStream re-elect its leaders for nothing.
+// logging or of the routes (scaling) applies without a restart; a hash would instead roll every
+// pod for each such edit and make JetStream move its leaders for nothing.
 import type {
   V1Container,
   V1PersistentVolumeClaim,

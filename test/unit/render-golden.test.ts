@@ -43,7 +43,7 @@ interface GoldenCase {
   readonly context?: Partial<RenderContext>;
 }
 
-export const GOLDEN_CASES: readonly GoldenCase[] = [
+const GOLDEN_CASES: readonly GoldenCase[] = [
   { file: 'defaults', resource: nats('eventing-nats', undefined) },
   { file: 'size-1', resource: nats('eventing-nats', { cluster: { size: 1 } }) },
   { file: 'size-5', resource: nats('eventing-nats', { cluster: { size: 5 } }) },
