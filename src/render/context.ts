@@ -20,8 +20,8 @@ export interface NatsImages {
 /** Pinned defaults; the manager takes overrides from its configuration (environment). */
 export const DEFAULT_IMAGES: NatsImages = {
   nats: 'nats:2.14.9-alpine',
-  configReloader: 'natsio/nats-server-config-reloader:0.18.2',
-  metricsExporter: 'natsio/prometheus-nats-exporter:0.17.3',
+  configReloader: 'natsio/nats-server-config-reloader:0.23.0',
+  metricsExporter: 'natsio/prometheus-nats-exporter:0.20.1',
 };
 
 export interface RenderContext {
