@@ -128,7 +128,8 @@ export function renderNatsConf(input: RenderInput, context: RenderContext): stri
     `  store_dir: ${quoteConfString(DATA_DIR)}`,
     `  max_file_store: ${byteCount(jetStream.fileStorage.size, 'spec.jetStream.fileStorage.size')}`,
     '}',
-    // A single server must not get a cluster block: JetStream would wait for peers forever.
+    // One server has no peers (upstream renders no block either). `> 1`, not `>= 3`: an even
+    // size that slipped past validation still forms one cluster, not independent servers.
     ...(cluster.size > 1 ? clusterBlock(input, context) : []),
     ...(logging.debug || logging.trace ? [''] : []),
     ...(logging.debug ? ['debug: true'] : []),
