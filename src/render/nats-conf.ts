@@ -120,11 +120,13 @@ export function renderNatsConf(input: RenderInput, context: RenderContext): stri
     `lame_duck_duration: ${quoteConfString(LAME_DUCK_DURATION)}`,
     '',
     'jetstream {',
-    ...(jetStream.memStorage.enabled
-      ? [
-          `  max_memory_store: ${byteCount(jetStream.memStorage.size, 'spec.jetStream.memStorage.size')}`,
-        ]
-      : []),
+    // Disabled means 0, not absent: without the line nats-server takes 75% of the host's memory
+    // (not the pod's limit) for memory streams, and the pod can be OOM-killed.
+    `  max_memory_store: ${
+      jetStream.memStorage.enabled
+        ? byteCount(jetStream.memStorage.size, 'spec.jetStream.memStorage.size')
+        : '0'
+    }`,
     `  store_dir: ${quoteConfString(DATA_DIR)}`,
     `  max_file_store: ${byteCount(jetStream.fileStorage.size, 'spec.jetStream.fileStorage.size')}`,
     '}',

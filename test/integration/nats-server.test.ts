@@ -346,3 +346,40 @@ describe('a single server with a hostile system account password', () => {
     ).rejects.toThrow(/Authorization/i);
   });
 });
+
+describe('a server with memory storage disabled', () => {
+  let cluster: LoopbackCluster | undefined;
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
+  test('has no memory store and refuses memory streams', async () => {
+    cluster = await startLoopbackCluster({
+      natsServer,
+      natsConf: renderNatsConf(
+        input({ cluster: { size: 1 }, jetStream: { memStorage: { enabled: false } } }),
+        context,
+      ),
+      resolverConf: renderResolverConf('secret'),
+      names: podNames(1),
+    });
+    const [server] = cluster.servers;
+    if (server === undefined) throw new Error('no server started');
+    const jsz = (await retrying(() => monitor(server, 'jsz'), 10_000)) as {
+      config: { max_memory: number };
+    };
+    expect(jsz.config.max_memory).toBe(0);
+    const nc = await retrying(
+      () => connect({ servers: clientUrls(cluster?.servers ?? []), reconnect: false }),
+      10_000,
+    );
+    try {
+      const jsm = await jetstreamManager(nc);
+      await expect(
+        jsm.streams.add({ name: 'in-memory', subjects: ['mem.>'], storage: StorageType.Memory }),
+      ).rejects.toThrow(/insufficient resources|memory/i);
+    } finally {
+      await nc.close();
+    }
+  });
+});

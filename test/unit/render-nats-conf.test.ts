@@ -90,9 +90,10 @@ describe('renderNatsConf', () => {
     ]);
   });
 
-  test('jetstream without memory storage has no max_memory_store', () => {
+  test('jetstream without memory storage limits the memory store to 0', () => {
     const conf = render({ jetStream: { memStorage: { enabled: false, size: '2Gi' } } });
     expect(block(conf, 'jetstream')).toEqual([
+      '  max_memory_store: 0',
       '  store_dir: "/data"',
       '  max_file_store: 1073741824',
     ]);
