@@ -87,6 +87,7 @@ const RESOURCES: Record<string, ResourceInfo> = {
   'v1/Secret': { plural: 'secrets', namespaced: true },
   'v1/Service': { plural: 'services', namespaced: true },
   'v1/Namespace': { plural: 'namespaces', namespaced: false },
+  'v1/Pod': { plural: 'pods', namespaced: true },
   'apps/v1/StatefulSet': { plural: 'statefulsets', namespaced: true },
   'policy/v1/PodDisruptionBudget': { plural: 'poddisruptionbudgets', namespaced: true },
   'networking.istio.io/v1/DestinationRule': { plural: 'destinationrules', namespaced: true },

@@ -1,8 +1,8 @@
 // Entry point of the NATS Manager (`npm start`).
 import * as k8s from '@kubernetes/client-node';
 import { buildNatsCrd } from '../api/crd.ts';
-import { applyObject } from '../kube/api.ts';
 import { connectCluster, type Cluster } from '../kube/cluster.ts';
+import { ensureCrd } from '../kube/crd.ts';
 import { jsonLogger } from './log.ts';
 
 const FIELD_MANAGER = 'nats-manager';
@@ -44,9 +44,7 @@ async function main(): Promise<void> {
   });
   if (cluster.plane !== undefined) {
     // In a real cluster the CRD comes from deploy/; the embedded plane gets it here.
-    await applyObject(cluster.kc, buildNatsCrd(), {
-      fieldManager: FIELD_MANAGER,
-    });
+    await ensureCrd(cluster.kc, buildNatsCrd(), FIELD_MANAGER);
     log.info('installed the NATS CRD on the embedded plane');
   }
   printEmbeddedBanner(cluster);

@@ -1,4 +1,7 @@
 // Jest global setup of the integration project: one real control plane for the whole run.
+import * as k8s from '@kubernetes/client-node';
+import { buildNatsCrd } from '../../src/api/crd.ts';
+import { ensureCrd } from '../../src/kube/crd.ts';
 import { startLocalPlane, type LocalPlane } from '../../src/localplane/plane.ts';
 import { TEST_KUBECONFIG_ENV } from '../support/kube.ts';
 
@@ -12,6 +15,11 @@ export default async function startControlPlane(): Promise<void> {
   globalThis.localPlane = plane;
   // Workers are forked after global setup, so they inherit this.
   process.env[TEST_KUBECONFIG_ENV] = plane.kubeconfigPath;
+  // Installed once, early: the garbage collector only learns of new kinds on its 30 s discovery
+  // resync, so suites that rely on NATS-owned children being collected start with it known.
+  const kc = new k8s.KubeConfig();
+  kc.loadFromFile(plane.kubeconfigPath);
+  await ensureCrd(kc, buildNatsCrd(), 'nats-manager-tests');
   process.stderr.write(
     `\n[localplane] up in ${String(Date.now() - started)} ms at ${plane.server} (kubeconfig ${plane.kubeconfigPath})\n`,
   );
