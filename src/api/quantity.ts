@@ -42,6 +42,7 @@ const SUFFIX_WRONG = "unable to parse quantity's suffix";
 const MAX_INT32 = 2147483647;
 const MAX_INT64 = 2n ** 63n - 1n;
 const NANO = -9;
+const MILLI = -3;
 // Beyond this many digits a value is not written out in full: 10^100000 already costs
 // milliseconds, and only quantityToBytes and a hand-made BinarySI value would ever need it.
 const MAX_EXPANDED_DIGITS = 100_000;
@@ -254,6 +255,23 @@ function formatDecimal(coefficient: bigint, exponent: number, format: Format): s
 /** The canonical form Kubernetes stores for `input`; throws QuantityError if it is invalid. */
 export function canonicalQuantity(input: string | number): string {
   return formatQuantity(parseQuantity(input));
+}
+
+/**
+ * The canonical form the API server stores for a value in a core/v1 ResourceList (container
+ * resources, PVC requests): core/v1 defaulting first rounds such values up to milli precision,
+ * so `100u` of CPU is stored as `1m`. Rendering children with this form keeps the applied value
+ * equal to the stored one, so reconciles see no phantom difference.
+ */
+export function canonicalResourceQuantity(input: string | number): string {
+  const q = parseQuantity(input);
+  if (q.exponent >= MILLI) return formatQuantity(q);
+  return formatQuantity(
+    Object.freeze({
+      ...stripTens(divideAwayFromZero(q.coefficient, MILLI - q.exponent), MILLI),
+      format: q.format,
+    }),
+  );
 }
 
 /**

@@ -16,7 +16,7 @@ import type {
   V1WeightedPodAffinityTerm,
 } from '@kubernetes/client-node';
 import type { DefaultedNatsSpec } from '../api/nats.ts';
-import { canonicalQuantity } from '../api/quantity.ts';
+import { canonicalResourceQuantity } from '../api/quantity.ts';
 import type { KubeObject } from '../kube/api.ts';
 import type { RenderContext, RenderInput } from './context.ts';
 import {
@@ -69,7 +69,7 @@ function canonicalResources(resources: DefaultedNatsSpec['resources']): V1Resour
     const picked: StringMap = {};
     for (const name of ['cpu', 'memory']) {
       const value = map?.[name];
-      if (value !== undefined) picked[name] = canonicalQuantity(value);
+      if (value !== undefined) picked[name] = canonicalResourceQuantity(value);
     }
     return Object.keys(picked).length > 0 ? picked : undefined;
   };
@@ -230,7 +230,7 @@ function volumeClaimTemplate(input: RenderInput): V1PersistentVolumeClaim {
     spec: {
       accessModes: ['ReadWriteOnce'],
       ...(storageClassName === DEFAULT_STORAGE_CLASS ? {} : { storageClassName }),
-      resources: { requests: { storage: canonicalQuantity(size) } },
+      resources: { requests: { storage: canonicalResourceQuantity(size) } },
     },
   };
 }

@@ -4,7 +4,7 @@
 // milli precision by core/v1 defaulting, which would hide sub-milli differences.
 import * as k8s from '@kubernetes/client-node';
 import fc from 'fast-check';
-import { canonicalQuantity } from '../../src/api/quantity.ts';
+import { canonicalQuantity, canonicalResourceQuantity } from '../../src/api/quantity.ts';
 import { createObject, type KubeObject } from '../../src/kube/api.ts';
 import {
   createTestNamespace,
@@ -49,6 +49,24 @@ describe('quantities against the real kube-apiserver', () => {
     await deleteTestNamespace(kc, namespace);
   });
 
+  /** What the apiserver stores for a quantity in a container's resources (a ResourceList). */
+  async function apiserverResourceCanonical(quantity: string): Promise<string> {
+    const pod: KubeObject = {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'resources', namespace },
+      spec: {
+        containers: [{ name: 'c', image: 'scratch', resources: { limits: { cpu: quantity } } }],
+      },
+    };
+    const created = (await createObject(kc, pod, { dryRun: true })) as unknown as {
+      spec: { containers: { resources: { limits: { cpu: string } } }[] };
+    };
+    const value = created.spec.containers[0]?.resources.limits.cpu;
+    if (value === undefined) throw new Error('no cpu limit in the dry-run answer');
+    return value;
+  }
+
   async function apiserverCanonical(quantity: string): Promise<string> {
     const pod: KubeObject = {
       apiVersion: 'v1',
@@ -85,6 +103,20 @@ describe('quantities against the real kube-apiserver', () => {
       fc.asyncProperty(quantityArbitrary, async (quantity) => {
         expect(canonicalQuantity(quantity)).toBe(await apiserverCanonical(quantity));
       }),
+      { numRuns: 150 },
+    );
+  });
+
+  it('rounds ResourceList quantities up to milli before canonicalising, as the apiserver does', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.oneof(quantityArbitrary, fc.constantFrom(...FIXED, '100u', '1000000n', '0.0001')),
+        async (quantity) => {
+          expect(canonicalResourceQuantity(quantity)).toBe(
+            await apiserverResourceCanonical(quantity),
+          );
+        },
+      ),
       { numRuns: 150 },
     );
   });

@@ -3,6 +3,7 @@ import fc from 'fast-check';
 import {
   QuantityError,
   canonicalQuantity,
+  canonicalResourceQuantity,
   compareQuantities,
   formatQuantity,
   isZero,
@@ -820,5 +821,19 @@ describe('properties', () => {
       ),
       { numRuns: 2000 },
     );
+  });
+});
+
+describe('canonicalResourceQuantity', () => {
+  test.each([
+    ['100u', '1m'],
+    ['0.0001', '1m'],
+    ['1500u', '2m'],
+    ['1.5Gi', '1536Mi'],
+    ['500m', '500m'],
+    ['0', '0'],
+    ['1000000n', '1m'],
+  ])('%s is stored in a ResourceList as %s', (input, stored) => {
+    expect(canonicalResourceQuantity(input)).toBe(stored);
   });
 });
