@@ -96,6 +96,14 @@ const RESOURCES: Record<string, ResourceInfo> = {
     namespaced: false,
   },
   'operator.kyma-project.io/v1alpha1/NATS': { plural: 'nats', namespaced: true },
+  'admissionregistration.k8s.io/v1/MutatingWebhookConfiguration': {
+    plural: 'mutatingwebhookconfigurations',
+    namespaced: false,
+  },
+  'admissionregistration.k8s.io/v1/ValidatingWebhookConfiguration': {
+    plural: 'validatingwebhookconfigurations',
+    namespaced: false,
+  },
 };
 
 export function resourcePath(
