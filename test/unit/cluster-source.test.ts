@@ -1,0 +1,19 @@
+import { clusterSource } from '../../src/kube/cluster.ts';
+
+describe('which cluster the manager uses', () => {
+  it('is KUBECONFIG when set, even inside a pod', () => {
+    expect(clusterSource({ KUBECONFIG: '/k', KUBERNETES_SERVICE_HOST: '10.0.0.1' }, true)).toBe(
+      'kubeconfig',
+    );
+  });
+
+  it('is the pod service account in a pod', () => {
+    expect(clusterSource({ KUBERNETES_SERVICE_HOST: '10.0.0.1' }, true)).toBe('in-cluster');
+  });
+
+  it('is the embedded plane otherwise, never ~/.kube/config implicitly', () => {
+    expect(clusterSource({}, false)).toBe('embedded');
+    expect(clusterSource({ KUBECONFIG: '' }, false)).toBe('embedded');
+    expect(clusterSource({ KUBERNETES_SERVICE_HOST: '10.0.0.1' }, false)).toBe('embedded');
+  });
+});
