@@ -29,6 +29,11 @@ export interface LocalPlane {
   /** The CA that signs the serving and client certificates, for clients outside kubeconfig. */
   readonly ca: KeyPair;
   readonly admin: KeyPair;
+  /**
+   * Stops kube-apiserver (SIGTERM) and starts it again on the same port and etcd, resolving once
+   * it is ready: what a watch meets when a real cluster's API server is upgraded or crashes.
+   */
+  restartApiServer(): Promise<void>;
   /** Ends every process of the plane and removes its directory. Safe to call twice. */
   stop(): Promise<void>;
 }
@@ -212,7 +217,7 @@ export async function startLocalPlane(options: LocalPlaneOptions = {}): Promise<
 
     const pkiPath = (name: string): string => join(dir, 'pki', name);
     const server = `https://127.0.0.1:${String(apiPort)}`;
-    const apiserver = startProcess(dir, 'kube-apiserver', bins['kube-apiserver'], [
+    const apiserverArgs = [
       `--etcd-servers=${etcdUrl}`,
       '--bind-address=127.0.0.1',
       '--advertise-address=127.0.0.1',
@@ -229,12 +234,26 @@ export async function startLocalPlane(options: LocalPlaneOptions = {}): Promise<
       '--allow-privileged=true',
       '--endpoint-reconciler-type=none',
       '--v=1',
-    ]);
-    processes.push(apiserver);
+    ];
     const adminTls = { ca: pki.ca.certPem, cert: pki.admin.certPem, key: pki.admin.keyPem };
-    await waitFor(apiserver, 'kube-apiserver /readyz', async () => {
-      return (await httpsGet(`${server}/readyz`, adminTls)).status === 200;
-    });
+    const startApiServer = (): PlaneProcess =>
+      startProcess(dir, 'kube-apiserver', bins['kube-apiserver'], apiserverArgs);
+    const waitForApiServer = (proc: PlaneProcess): Promise<void> =>
+      waitFor(proc, 'kube-apiserver /readyz', async () => {
+        return (await httpsGet(`${server}/readyz`, adminTls)).status === 200;
+      });
+    let apiserver = startApiServer();
+    processes.push(apiserver);
+    await waitForApiServer(apiserver);
+    const restartApiServer = async (): Promise<void> => {
+      if (stopped) throw new Error('the local plane is stopped');
+      await stopProcess(apiserver, 10_000);
+      // Same slot, so stop() still ends the controller manager before the API server.
+      const slot = processes.indexOf(apiserver);
+      apiserver = startApiServer();
+      processes[slot] = apiserver;
+      await waitForApiServer(apiserver);
+    };
 
     const kubeconfigPath = join(dir, 'kubeconfig');
     writeFileSync(kubeconfigPath, kubeconfigYaml(server, pki.ca.certPem, 'admin', pki.admin), {
@@ -279,7 +298,15 @@ export async function startLocalPlane(options: LocalPlaneOptions = {}): Promise<
         });
       }
     }
-    return { dir, kubeconfigPath, server, ca: pki.ca, admin: pki.admin, stop };
+    return {
+      dir,
+      kubeconfigPath,
+      server,
+      ca: pki.ca,
+      admin: pki.admin,
+      restartApiServer,
+      stop,
+    };
   } catch (error) {
     await stop();
     throw error;
