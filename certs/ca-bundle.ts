@@ -1,0 +1,82 @@
+// Writes the CA bundle into the webhook configurations, so that API servers trust the serving
+// certificate. The manager calls it on start and after every rotation; every replica may, so it
+// writes only when a webhook's caBundle differs, and with the resourceVersion it read.
+import type { KubeConfig } from '@kubernetes/client-node';
+import { KubeApiError, type KubeObject, requestJson, resourcePath } from '../src/kube/api.ts';
+
+export interface WebhookConfigurationNames {
+  readonly mutating: readonly string[];
+  readonly validating: readonly string[];
+}
+
+interface Webhook {
+  clientConfig?: { caBundle?: string; [key: string]: unknown };
+  [key: string]: unknown;
+}
+
+const API_VERSION = 'admissionregistration.k8s.io/v1';
+const MAX_WRITE_ATTEMPTS = 5;
+
+/** The configuration with every webhook's caBundle set; `undefined` when it already is. */
+export function withCaBundle(configuration: KubeObject, caBundle: string): KubeObject | undefined {
+  const webhooks = (configuration.webhooks ?? []) as Webhook[];
+  if (webhooks.every((webhook) => webhook.clientConfig?.caBundle === caBundle)) return undefined;
+  return {
+    ...configuration,
+    webhooks: webhooks.map((webhook) => ({
+      ...webhook,
+      clientConfig: { ...webhook.clientConfig, caBundle },
+    })),
+  };
+}
+
+/** Sets the bundle on one configuration; resolves to whether it wrote. */
+async function injectInto(
+  kc: KubeConfig,
+  kind: string,
+  name: string,
+  caBundle: string,
+): Promise<boolean> {
+  const path = resourcePath(API_VERSION, kind, undefined, name);
+  for (let attempt = 1; ; attempt++) {
+    const current = (await requestJson(kc, { method: 'GET', path })) as KubeObject;
+    const updated = withCaBundle(current, caBundle);
+    if (updated === undefined) return false;
+    try {
+      await requestJson(kc, { method: 'PUT', path, body: updated });
+      return true;
+    } catch (error) {
+      // Another writer got in between (often another replica with the same bundle): re-read.
+      if (!(error instanceof KubeApiError && error.status === 409) || attempt >= MAX_WRITE_ATTEMPTS)
+        throw error;
+    }
+  }
+}
+
+/**
+ * Puts `caPem` into every webhook of the named configurations. Resolves to the configurations it
+ * changed, as `Kind/name`; a missing configuration is an error, since its webhooks would fail.
+ */
+export async function injectCaBundle(
+  kc: KubeConfig,
+  caPem: string,
+  names: WebhookConfigurationNames,
+): Promise<string[]> {
+  // An empty bundle would make every API server distrust the webhooks.
+  if (caPem.trim() === '') throw new Error('refusing to inject an empty CA bundle');
+  const caBundle = Buffer.from(caPem, 'utf8').toString('base64');
+  const targets = [
+    ...names.mutating.map((name) => ['MutatingWebhookConfiguration', name] as const),
+    ...names.validating.map((name) => ['ValidatingWebhookConfiguration', name] as const),
+  ];
+  const written = await Promise.all(
+    targets.map(async ([kind, name]) => {
+      try {
+        return (await injectInto(kc, kind, name, caBundle)) ? `${kind}/${name}` : undefined;
+      } catch (error) {
+        throw new Error(`cannot write the CA bundle into ${kind} ${name}`, { cause: error });
+      }
+    }),
+  );
+  return written.filter((entry) => entry !== undefined);
+}
