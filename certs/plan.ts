@@ -210,7 +210,7 @@ function newServing(ca: KeyPair, names: ServingNames, now: Date, validity: Valid
 }
 
 function checkValidity(validity: Validity): void {
-  // A serving certificate must expire before its CA is rotated away, or it would outlive trust.
+  // A serving certificate issued just before its CA rotates must expire before that CA does.
   if (!(validity.servingDays > 0 && validity.servingDays < validity.caDays * RENEW_WHEN_LEFT)) {
     throw new Error(
       `serving validity (${String(validity.servingDays)} days) must be positive and under ` +
