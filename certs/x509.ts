@@ -22,6 +22,15 @@ export interface CertificateRequest {
 
 const MS_PER_DAY = 86_400_000;
 
+// forge writes names as PrintableString by default, which has no '@', '_' or '*'; Go's x509
+// (the API server) then refuses the whole certificate. UTF8String takes any name. (forge reads
+// valueTagClass as the value's ASN.1 type; its typings call it a Class.)
+const UTF8_STRING = forge.asn1.Type.UTF8 as unknown as forge.asn1.Class;
+
+function utf8Attribute(name: string, value: string): forge.pki.CertificateField {
+  return { name, value, valueTagClass: UTF8_STRING };
+}
+
 // node:crypto generates RSA keys natively; forge's pure-JS generator takes seconds per key.
 function newRsaKey(): { forgeKey: forge.pki.rsa.PrivateKey; keyPem: string } {
   const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -57,7 +66,7 @@ export function createCertificateAuthority(
 ): KeyPair {
   const { forgeKey, keyPem } = newRsaKey();
   const cert = newCertificate(forgeKey, notBefore, validDays);
-  const subject = [{ name: 'commonName', value: commonName }];
+  const subject = [utf8Attribute('commonName', commonName)];
   cert.setSubject(subject);
   cert.setIssuer(subject);
   cert.setExtensions([
@@ -75,8 +84,8 @@ export function issueCertificate(ca: KeyPair, request: CertificateRequest): KeyP
   const { forgeKey, keyPem } = newRsaKey();
   const cert = newCertificate(forgeKey, request.notBefore ?? new Date(), request.validDays);
   cert.setSubject([
-    { name: 'commonName', value: request.commonName },
-    ...(request.organizations ?? []).map((o) => ({ name: 'organizationName', value: o })),
+    utf8Attribute('commonName', request.commonName),
+    ...(request.organizations ?? []).map((o) => utf8Attribute('organizationName', o)),
   ]);
   cert.setIssuer(caCert.subject.attributes);
   const altNames = [
