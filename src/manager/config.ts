@@ -126,10 +126,11 @@ function list(value: string): string[] {
     .filter((item) => item !== '');
 }
 
+/** 0 asks the system for a free port (tests, several managers on one machine). */
 function port(name: string, value: string): number {
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1 || n > 65_535) {
-    throw new ConfigError(`${name}: "${value}" is not a port number (1-65535)`);
+  if (value.trim() === '' || !Number.isInteger(n) || n < 0 || n > 65_535) {
+    throw new ConfigError(`${name}: "${value}" is not a port number (0-65535)`);
   }
   return n;
 }

@@ -33,7 +33,7 @@ describe('manager configuration', () => {
 
   it.each([
     [['--no-such-flag'], 'unknown flag --no-such-flag'],
-    [['--webhook-port=99999'], '--webhook-port: "99999" is not a port number'],
+    [['--webhook-port=99999'], '--webhook-port: "99999" is not a port number (0-65535)'],
     [['--leader-elect=yes'], '--leader-elect: "yes" is neither true nor false'],
     [['--cert-mode=magic'], '--cert-mode: "magic" must be "secret" or "files"'],
     [['stray'], 'unexpected argument "stray"'],
