@@ -7,7 +7,6 @@
 // re-plans every minute. Polling rather than a watch: a silent watch would be a certificate that
 // quietly expires, and a GET a minute costs nothing.
 import type { KubeConfig } from '@kubernetes/client-node';
-import { MANAGED_BY_LABEL, MANAGED_BY_VALUE } from '../src/api/nats.ts';
 import { KubeApiError, requestJson, resourcePath } from '../src/kube/api.ts';
 import type { Logger } from '../src/manager/log.ts';
 import {
@@ -40,6 +39,10 @@ export interface SecretCertificateSource extends CertificateSource {
 }
 
 const DEFAULT_RESYNC_MS = 60_000;
+const SECRET_LABELS = {
+  'app.kubernetes.io/name': 'nats-manager',
+  'app.kubernetes.io/component': 'webhook-certificate',
+};
 /** Each conflict means another replica wrote; after a few, something else is wrong. */
 const MAX_WRITE_ATTEMPTS = 5;
 
@@ -121,7 +124,9 @@ async function write(
     const secret: SecretObject = {
       apiVersion: 'v1',
       kind: 'Secret',
-      metadata: { name, namespace, labels: { [MANAGED_BY_LABEL]: MANAGED_BY_VALUE } },
+      // Not the managed-by label: that marks children of a NATS resource, which the protect
+      // webhook locks to the NATS resource. This Secret belongs to the manager itself.
+      metadata: { name, namespace, labels: SECRET_LABELS },
       type: 'kubernetes.io/tls',
       data: encode(plan.data),
     };
