@@ -26,6 +26,8 @@ export interface ManagerConfig {
   readonly certificateMode: CertificateMode;
   readonly certificateDir: string;
   readonly certificateSecretName: string;
+  /** How often the certificate Secret is re-read, to renew in time and see other replicas' writes. */
+  readonly certificateCheckSeconds: number;
   readonly metricsAddress: string;
   readonly probeAddress: string;
   readonly leaderElect: boolean;
@@ -86,6 +88,7 @@ const SETTINGS = {
     env: 'CERT_SECRET_NAME',
     fallback: 'nats-manager-webhook-certs',
   },
+  certificateCheck: { flag: 'cert-check-interval', env: 'CERT_CHECK_INTERVAL', fallback: '60' },
   metricsAddress: { flag: 'metrics-bind-address', env: 'METRICS_BIND_ADDRESS', fallback: ':8080' },
   probeAddress: {
     flag: 'health-probe-bind-address',
@@ -135,6 +138,14 @@ function port(name: string, value: string): number {
   return n;
 }
 
+function seconds(name: string, value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n <= 0) {
+    throw new ConfigError(`${name}: "${value}" is not a positive number of seconds`);
+  }
+  return n;
+}
+
 function bool(name: string, value: string): boolean {
   if (value === 'true') return true;
   if (value === 'false') return false;
@@ -171,6 +182,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Ma
     certificateMode,
     certificateDir: get('certificateDir'),
     certificateSecretName: get('certificateSecret'),
+    certificateCheckSeconds: seconds('--cert-check-interval', get('certificateCheck')),
     metricsAddress: get('metricsAddress'),
     probeAddress: get('probeAddress'),
     leaderElect: bool('--leader-elect', get('leaderElect')),

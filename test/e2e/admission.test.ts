@@ -3,6 +3,8 @@
 // webhooks it installs (one NATS resource only, locked children) would change what every other
 // suite on the shared plane sees.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { buildNatsCrd } from '../../src/api/crd.ts';
 import { ensureCrd } from '../../src/kube/crd.ts';
@@ -82,10 +84,14 @@ describe('admission webhooks through kubectl', () => {
       BREAK_GLASS_USERS: 'breakglass',
     };
     delete env.KUBERNETES_SERVICE_HOST;
-    manager = spawn(process.execPath, ['--no-warnings', MAIN, '--webhook-port=0'], {
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    manager = spawn(
+      process.execPath,
+      ['--no-warnings', MAIN, '--webhook-port=0', '--cert-check-interval=1'],
+      {
+        env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     manager.stdout?.on('data', (chunk: Buffer) => (managerOutput += chunk.toString()));
     manager.stderr?.on('data', (chunk: Buffer) => (managerOutput += chunk.toString()));
     await eventually(
@@ -176,6 +182,51 @@ describe('admission webhooks through kubectl', () => {
     ]);
     expect(size).toBe('3');
   });
+
+  it('drops no admission request while the certificate and its CA are replaced', async () => {
+    if (plane === undefined) throw new Error('no plane');
+    const apiserverLog = join(plane.dir, 'logs', 'kube-apiserver.log');
+    const failedCalls = (): number =>
+      readFileSync(apiserverLog, 'utf8')
+        .split('\n')
+        .filter((l) => l.includes('Failed calling webhook')).length;
+    const failedBefore = failedCalls();
+    const writesBefore = managerOutput.split('webhook certificate Secret written').length;
+    const manifest = natsManifest('eventing-nats', 'kyma-system', { cluster: { size: 3 } });
+    const answers: string[] = [];
+    const admit = async (): Promise<void> => {
+      const { stdout } = await kubectl(
+        [
+          'apply',
+          '--dry-run=server',
+          '-o',
+          'jsonpath={.spec.jetStream.fileStorage.size}',
+          '-f',
+          '-',
+        ],
+        manifest,
+      );
+      answers.push(stdout);
+    };
+
+    await admit();
+    // Losing the Secret means a new CA: the hardest rotation there is.
+    await kubectl(['delete', 'secret', '-n', 'kyma-system', 'nats-manager-webhook-certs']);
+    const rotatedAt = Date.now();
+    while (managerOutput.split('webhook certificate Secret written').length === writesBefore) {
+      if (Date.now() - rotatedAt > 30_000)
+        throw new Error('the manager did not replace the Secret');
+      await admit();
+    }
+    // Keep going until well after the new certificate is served.
+    const until = Date.now() + 5_000;
+    while (Date.now() < until) await admit();
+
+    expect(answers.length).toBeGreaterThan(10);
+    // Only our mutating webhook sets the file-storage size: every request was answered by it.
+    expect(answers.filter((a) => a !== '1Gi')).toEqual([]);
+    expect(failedCalls() - failedBefore).toBe(0);
+  }, 60_000);
 
   describe('managed children', () => {
     beforeAll(async () => {
