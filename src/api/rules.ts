@@ -110,7 +110,7 @@ function isObject(value: unknown): value is JsonObject {
 function at(value: unknown, ...keys: string[]): unknown {
   let node = value;
   for (const key of keys) {
-    if (!isObject(node)) return undefined;
+    if (!isObject(node) || !Object.hasOwn(node, key)) return undefined;
     node = node[key];
   }
   return node;
@@ -118,26 +118,49 @@ function at(value: unknown, ...keys: string[]): unknown {
 
 const NOT_FOUND = Symbol('not found');
 
-/** The value at a Kubernetes field path (`spec.resources.limits[memory]`), or NOT_FOUND. */
-function valueAtPath(root: unknown, path: string): unknown {
-  if (path === '') return root;
-  const segment = /^(?:\.?([^.[\]]+)|\[([^\]]*)\])/;
-  let rest = path;
-  let node = root;
-  while (rest !== '') {
-    const match = segment.exec(rest);
-    const key = match?.[1] ?? match?.[2];
-    if (match === null || key === undefined) return NOT_FOUND;
-    if (Array.isArray(node) && /^\d+$/.test(key)) node = (node as unknown[])[Number(key)];
-    else if (isObject(node) && Object.hasOwn(node, key)) node = node[key];
-    else return NOT_FOUND;
-    rest = rest.slice(match[0].length);
+/**
+ * The value at a Kubernetes field path (`spec.resources.limits[memory]`), or NOT_FOUND. A map key
+ * may itself contain `]` or `.`, so each candidate end of a bracket is tried against the object.
+ */
+function valueAtPath(node: unknown, path: string): unknown {
+  if (path === '') return node;
+  if (path.startsWith('[')) {
+    for (let end = path.indexOf(']'); end !== -1; end = path.indexOf(']', end + 1)) {
+      const child = childAt(node, path.slice(1, end));
+      if (child === NOT_FOUND) continue;
+      const found = valueAtPath(child, path.slice(end + 1));
+      if (found !== NOT_FOUND) return found;
+    }
+    return NOT_FOUND;
   }
-  return node;
+  const match = /^\.?([^.[]+)/.exec(path);
+  if (match?.[1] === undefined) return NOT_FOUND;
+  const child = childAt(node, match[1]);
+  return child === NOT_FOUND ? NOT_FOUND : valueAtPath(child, path.slice(match[0].length));
+}
+
+function childAt(node: unknown, key: string): unknown {
+  if (Array.isArray(node) && /^\d+$/.test(key) && Number(key) < node.length) {
+    return (node as unknown[])[Number(key)];
+  }
+  return isObject(node) && Object.hasOwn(node, key) ? node[key] : NOT_FOUND;
+}
+
+/** Object members that are null dropped, as the apiserver prunes or defaults them. */
+function withoutNulls(value: unknown): unknown {
+  if (Array.isArray(value)) return (value as unknown[]).map(withoutNulls);
+  if (!isObject(value)) return value;
+  // fromEntries, not assignment: a `__proto__` key stays an ordinary key.
+  return Object.fromEntries(
+    Object.entries(value)
+      .filter(([, child]) => child !== null)
+      .map(([key, child]) => [key, withoutNulls(child)]),
+  );
 }
 
 function jsonEqual(a: unknown, b: unknown): boolean {
-  if (a === b) return true;
+  // Object.is for NaN; === for 0 and -0, which JSON does not tell apart.
+  if (a === b || Object.is(a, b)) return true;
   if (Array.isArray(a) && Array.isArray(b)) {
     return a.length === b.length && a.every((item, i) => jsonEqual(item, b[i]));
   }
@@ -432,10 +455,9 @@ export function validateNatsChange(
   const rawSpec = object.spec;
   const rawOldSpec = op === 'UPDATE' ? at(oldObject, 'spec') : undefined;
   const spec = defaultedSpec(rawSpec);
-  // The schema judges the defaulted spec, as the apiserver does (a null field is absent).
-  const schemaSpec = spec ?? rawSpec;
-  const schemaErrors = validateNatsSpec(schemaSpec).map((error) =>
-    scoped(fromSchemaError(error, { spec: schemaSpec })),
+  // A null field is absent to the apiserver: defaulted or pruned before validation.
+  const schemaErrors = validateNatsSpec(rawSpec === null ? undefined : withoutNulls(rawSpec)).map(
+    (error) => scoped(fromSchemaError(error, object)),
   );
   const old = op === 'UPDATE' ? defaultedSpec(rawOldSpec) : undefined;
   const input = spec && { op, spec, old, rawSpec, rawOldSpec };

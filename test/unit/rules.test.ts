@@ -245,6 +245,16 @@ describe('validateNatsChange', () => {
 
   it('treats null fields as absent, as the apiserver does', () => {
     expect(create({ cluster: null, jetStream: { memStorage: { size: null } } }).errors).toEqual([]);
+    expect(create({ labels: { a: null } }).errors).toEqual([]);
+    expect(create(null).errors).toEqual([]);
+  });
+
+  it('finds the value of a map key that looks like a path', () => {
+    const labels = (value: unknown) => ({ labels: { 'a]b.c[0]': value } });
+    expect(messages(update(labels('x'), labels(5)).errors)).toEqual([
+      'spec.labels[a]b.c[0]]: Invalid value: 5: must be of type string',
+    ]);
+    expect(update(labels(5), labels(5)).errors).toEqual([]);
   });
 
   it('reports every violation at once, sorted by path', () => {
@@ -434,6 +444,8 @@ describe('validateNatsChange on generated input', () => {
         fc.pre(
           spec === undefined || (typeof spec === 'object' && spec !== null && !Array.isArray(spec)),
         );
+        // defaultNatsSpec assigns a `__proto__` key as the prototype instead of keeping it.
+        fc.pre(spec === undefined || !JSON.stringify(spec).includes('"__proto__"'));
         expect(create(defaultNatsSpec(spec)).errors.map((e) => e.message)).toEqual(
           create(spec).errors.map((e) => e.message),
         );
