@@ -129,7 +129,8 @@ function claimOf(request: AdmissionRequest, config: ChildProtectionConfig): Clai
   const before = isLabelled(request.oldObject);
   const after = isLabelled(request.object);
   if (operation === 'UPDATE' && before && !after) return 'label-removed';
-  if (operation === 'UPDATE' && !before && after) return 'label-added';
+  // Creating a labelled object, or labelling one, claims it for the manager.
+  if (operation !== 'DELETE' && !before && after) return 'label-added';
   if (before || after) return 'labelled';
   const reserved = reservedName(config, resource.group, resource.resource);
   if (

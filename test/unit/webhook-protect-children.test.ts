@@ -94,7 +94,7 @@ function childRequest(change: Change): AdmissionRequest {
 const decide = (change: Change) => decideChildAdmission(childRequest(change), config);
 
 describe('decideChildAdmission', () => {
-  it.each(['CREATE', 'UPDATE', 'DELETE'] as const)(
+  it.each(['UPDATE', 'DELETE'] as const)(
     'refuses %s of a managed child by anyone else, pointing at the NATS resource',
     (operation) => {
       expect(decide({ operation })).toEqual({
@@ -188,6 +188,16 @@ describe('decideChildAdmission', () => {
         'statefulsets "eventing-nats" is managed by NATS kyma-system/eventing-nats: its ' +
         'app.kubernetes.io/managed-by label cannot be removed; edit the NATS resource instead ' +
         '(kubectl edit nats -n kyma-system eventing-nats)',
+    });
+  });
+
+  it('refuses creating an object labelled as managed', () => {
+    const decision = decide({ operation: 'CREATE', resource: RESOURCES.secrets, name: 'fake' });
+    expect(decision).toEqual({
+      allowed: false,
+      message:
+        'secrets "fake": only the NATS Manager may label objects ' +
+        'app.kubernetes.io/managed-by=nats-manager',
     });
   });
 
