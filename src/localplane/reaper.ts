@@ -13,7 +13,7 @@ const POLL_MS = 500;
 const GRACE_MS = 3_000;
 
 // A killed owner can linger as a zombie until something reaps it; that counts as dead.
-function alive(pid: number): boolean {
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
   } catch {
@@ -48,7 +48,7 @@ async function reap(planeDir: string): Promise<void> {
   const pids = readPids(planeDir).reverse();
   for (const pid of pids) signalGroup(pid, 'SIGTERM');
   const deadline = Date.now() + GRACE_MS;
-  while (pids.some(alive) && Date.now() < deadline) await sleep(100);
+  while (pids.some(isAlive) && Date.now() < deadline) await sleep(100);
   for (const pid of pids) signalGroup(pid, 'SIGKILL');
   rmSync(planeDir, { recursive: true, force: true });
 }
@@ -56,7 +56,7 @@ async function reap(planeDir: string): Promise<void> {
 async function main(ownerPid: number, planeDir: string): Promise<void> {
   for (;;) {
     if (!existsSync(planeDir)) return;
-    if (!alive(ownerPid)) {
+    if (!isAlive(ownerPid)) {
       await reap(planeDir);
       return;
     }

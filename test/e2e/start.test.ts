@@ -5,6 +5,7 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { promisify } from 'node:util';
+import { isAlive } from '../../src/localplane/reaper.ts';
 import { eventually, testKubeconfigPath } from '../support/kube.ts';
 
 const run = promisify(execFile);
@@ -24,15 +25,6 @@ function startManager(env: NodeJS.ProcessEnv): { child: ChildProcess; output: ()
 async function exited(child: ChildProcess): Promise<number | null> {
   if (child.exitCode !== null) return child.exitCode;
   return new Promise((resolve) => child.once('exit', resolve));
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 function withoutCluster(): NodeJS.ProcessEnv {
@@ -75,7 +67,7 @@ describe('npm start', () => {
       expect(await exited(manager.child)).toBe(0);
       await eventually(
         'the plane to be gone',
-        () => (planePids.some(alive) || existsSync(planeDir) ? undefined : true),
+        () => (planePids.some(isAlive) || existsSync(planeDir) ? undefined : true),
         20_000,
       );
     } finally {

@@ -4,16 +4,8 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { isAlive } from '../../src/localplane/reaper.ts';
 import { eventually } from '../support/kube.ts';
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe('local plane teardown', () => {
   it('reaps every process and the temp dir when its owner is killed with SIGKILL', async () => {
@@ -29,14 +21,14 @@ describe('local plane teardown', () => {
     });
     const { dir, pids } = JSON.parse(firstLine) as { dir: string; pids: number[] };
     expect(pids).toHaveLength(2);
-    expect(pids.every(alive)).toBe(true);
+    expect(pids.every(isAlive)).toBe(true);
     expect(existsSync(dir)).toBe(true);
 
     owner.kill('SIGKILL');
 
     await eventually(
       'the plane to be reaped',
-      () => (!pids.some(alive) && !existsSync(dir) ? true : undefined),
+      () => (!pids.some(isAlive) && !existsSync(dir) ? true : undefined),
       20_000,
     );
   });
