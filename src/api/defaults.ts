@@ -33,6 +33,17 @@ function childSchema(schema: SchemaNode, key: string): SchemaNode | undefined {
   return schema.properties?.[key] ?? schema.additionalProperties;
 }
 
+// Plain assignment of a key named `__proto__` would set the prototype instead of a key, and a
+// label map may carry any key the user wrote.
+function setOwn(target: Record<string, unknown>, key: string, value: unknown): void {
+  Object.defineProperty(target, key, {
+    value,
+    enumerable: true,
+    writable: true,
+    configurable: true,
+  });
+}
+
 // Mirrors apiextensions structural defaulting: a missing (or null) field gets its default, then
 // the walk descends, so nested defaults apply inside a defaulted `{}`. Nulls without a default
 // are dropped as the apiserver prunes them. Returns new objects; the input is never touched.
@@ -49,9 +60,9 @@ function applySchemaDefaults(value: unknown, schema: SchemaNode): unknown {
     const propertySchema = childSchema(schema, key);
     if (propertySchema === undefined) {
       // Not in the schema: the apiserver prunes it; we only default, so keep it as given.
-      result[key] = cloneJson(child);
+      setOwn(result, key, cloneJson(child));
     } else if (child !== null) {
-      result[key] = applySchemaDefaults(child, propertySchema);
+      setOwn(result, key, applySchemaDefaults(child, propertySchema));
     }
   }
   for (const [key, propertySchema] of Object.entries(schema.properties ?? {})) {

@@ -172,3 +172,12 @@ describe('defaultNatsSpec', () => {
     expect(defaultNatsSpec({})).toEqual(UPSTREAM_DEFAULTS);
   });
 });
+
+describe('defaultNatsSpec and unusual map keys', () => {
+  it('keeps a "__proto__" label as a key, not as a prototype', () => {
+    const spec = JSON.parse('{"labels":{"__proto__":"x","team":"a"}}') as unknown;
+    const defaulted = defaultNatsSpec(spec);
+    expect(Object.keys(defaulted.labels ?? {})).toEqual(['__proto__', 'team']);
+    expect(Object.getPrototypeOf(defaulted.labels)).toBe(Object.prototype);
+  });
+});
