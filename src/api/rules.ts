@@ -372,6 +372,55 @@ function singleInstanceRule(object: unknown, served: ServedNats): ScopedError[] 
   return [scoped(forbidden(path, detail))];
 }
 
+// spec.labels and spec.annotations are copied onto every child: a key or value the API server
+// would refuse there must be refused here, where the author sees it, not later on each child.
+const NAME_PART = /^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+const NAME_PART_RULE =
+  "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (at most 63)";
+
+function qualifiedNameProblem(key: string): string | undefined {
+  const slash = key.lastIndexOf('/');
+  const prefix = slash === -1 ? undefined : key.slice(0, slash);
+  const name = slash === -1 ? key : key.slice(slash + 1);
+  if (prefix !== undefined && (prefix.length > 253 || !DNS_SUBDOMAIN.test(prefix))) {
+    return 'prefix part must be a lowercase DNS subdomain (at most 253 characters)';
+  }
+  if (name.length > 63 || !NAME_PART.test(name)) return NAME_PART_RULE;
+  return undefined;
+}
+
+function metadataMapRules({ spec }: RuleInput): ScopedError[] {
+  const errors: ScopedError[] = [];
+  for (const field of ['labels', 'annotations'] as const) {
+    const map = at(spec, field);
+    if (!isObject(map)) continue;
+    const path = `spec.${field}`;
+    for (const [key, value] of Object.entries(map)) {
+      const keyProblem = qualifiedNameProblem(key);
+      if (keyProblem !== undefined) errors.push(scoped(invalid(path, key, keyProblem), path));
+      if (
+        field === 'labels' &&
+        typeof value === 'string' &&
+        value !== '' &&
+        (value.length > 63 || !NAME_PART.test(value))
+      ) {
+        errors.push(
+          scoped(
+            invalid(
+              `${path}[${key}]`,
+              value,
+              "a label value must be empty or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (at most 63)",
+            ),
+            path,
+          ),
+        );
+      }
+    }
+  }
+  return errors;
+}
+
 const SPEC_RULES = [
   clusterSizeRules,
   memStorageRules,
@@ -379,6 +428,7 @@ const SPEC_RULES = [
   fileSizeChangeRules,
   fileSizeRules,
   requestsWithinLimitsRules,
+  metadataMapRules,
 ];
 
 // ---------------------------------------------------------------------------------------------

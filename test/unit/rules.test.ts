@@ -252,6 +252,7 @@ describe('validateNatsChange', () => {
   it('finds the value of a map key that looks like a path', () => {
     const labels = (value: unknown) => ({ labels: { 'a]b.c[0]': value } });
     expect(messages(update(labels('x'), labels(5)).errors)).toEqual([
+      expect.stringMatching(/^spec\.labels: Invalid value: "a\]b\.c\[0\]": name part must/),
       'spec.labels[a]b.c[0]]: Invalid value: 5: must be of type string',
     ]);
     expect(update(labels(5), labels(5)).errors).toEqual([]);
@@ -464,5 +465,50 @@ describe('validateNatsChange on generated input', () => {
         );
       }),
     );
+  });
+});
+
+describe('labels and annotations copied onto children', () => {
+  const served = { natsName: 'eventing-nats', natsNamespace: 'kyma-system' };
+  const nats = (spec: unknown): unknown => ({
+    apiVersion: 'operator.kyma-project.io/v1alpha1',
+    kind: 'NATS',
+    metadata: { name: 'eventing-nats', namespace: 'kyma-system' },
+    spec,
+  });
+
+  it('accepts keys and values the API server accepts', () => {
+    const verdict = validateNatsChange(
+      'CREATE',
+      nats({
+        labels: { 'example.com/team': 'a-b_c.1', tier: '' },
+        annotations: { 'a.b/c': 'any text at all' },
+      }),
+      undefined,
+      served,
+    );
+    expect(verdict.errors).toEqual([]);
+  });
+
+  it('refuses keys and label values the API server would refuse on every child', () => {
+    const verdict = validateNatsChange(
+      'CREATE',
+      nats({
+        labels: { 'bad key': 'x', 'Upper.Case/x': 'y', ok: 'not ok!' },
+        annotations: { '-x': 'v' },
+      }),
+      undefined,
+      served,
+    );
+    expect(verdict.errors.map((e) => e.message)).toEqual([
+      expect.stringMatching(/^spec\.annotations: Invalid value: "-x": name part must consist/),
+      expect.stringMatching(/^spec\.labels: Invalid value: "bad key": name part must consist/),
+      expect.stringMatching(
+        /^spec\.labels: Invalid value: "Upper\.Case\/x": prefix part must be a lowercase DNS subdomain/,
+      ),
+      expect.stringMatching(
+        /^spec\.labels\[ok\]: Invalid value: "not ok!": a label value must be empty/,
+      ),
+    ]);
   });
 });
