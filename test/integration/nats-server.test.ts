@@ -308,11 +308,13 @@ describe('three servers from the rendered size-3 config', () => {
     log(`stream accepted writes ${String(Date.now() - killedAt)} ms after its leader was killed`);
     for (const body of rest) await js.publish(`${STREAM}.orders`, body);
 
-    const survivor = await jsm.streams.info(STREAM);
+    const survivor = await retrying(() => jsm.streams.info(STREAM), 30_000);
     expect(survivor.state.messages).toBe(before.length + after.length);
     expect(survivor.cluster?.leader).not.toBe(leaderName);
-    expect(await replay(js, STREAM, before.length + after.length)).toEqual([...before, ...after]);
-  });
+    // Right after a failover the consumer-create request can still time out: retry it.
+    const replayed = await retrying(() => replay(js, STREAM, before.length + after.length), 30_000);
+    expect(replayed).toEqual([...before, ...after]);
+  }, 120_000);
 });
 
 describe('a single server with a hostile system account password', () => {
