@@ -8,14 +8,8 @@ import type {
   JsonPatchOperation,
 } from '../../webhooks/review.ts';
 import { createAdmissionApp } from '../../webhooks/server.ts';
+import { TEST_ADMISSION_CONFIG as config } from '../support/admission.ts';
 
-const config = {
-  natsName: 'eventing-nats',
-  natsNamespace: 'kyma-system',
-  managerUsername: 'system:serviceaccount:kyma-system:nats-manager',
-  breakGlassUsers: [],
-  breakGlassGroups: [],
-};
 const app = createAdmissionApp(config);
 
 const natsObject = (spec?: unknown): Record<string, unknown> => ({

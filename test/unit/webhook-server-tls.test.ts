@@ -11,14 +11,8 @@ import {
   type WebhookServer,
   type WebhookTimeouts,
 } from '../../webhooks/server.ts';
+import { TEST_ADMISSION_CONFIG as config } from '../support/admission.ts';
 
-const config = {
-  natsName: 'eventing-nats',
-  natsNamespace: 'kyma-system',
-  managerUsername: 'system:serviceaccount:kyma-system:nats-manager',
-  breakGlassUsers: [],
-  breakGlassGroups: [],
-};
 const app = createAdmissionApp(config);
 
 const ca = createCertificateAuthority('nats-manager-webhook-ca', 1);

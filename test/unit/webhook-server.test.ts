@@ -3,14 +3,8 @@ import request from 'supertest';
 import type { Fields, Logger } from '../../src/manager/log.ts';
 import type { AdmissionOutcome } from '../../webhooks/review.ts';
 import { BODY_LIMIT_BYTES, createAdmissionApp, type WebhookName } from '../../webhooks/server.ts';
+import { TEST_ADMISSION_CONFIG as config } from '../support/admission.ts';
 
-const config = {
-  natsName: 'eventing-nats',
-  natsNamespace: 'kyma-system',
-  managerUsername: 'system:serviceaccount:kyma-system:nats-manager',
-  breakGlassUsers: [],
-  breakGlassGroups: [],
-};
 const WEBHOOKS = ['/mutate-nats', '/validate-nats', '/protect-children'] as const;
 
 const natsReview = (spec: unknown, uid = 'uid-1') => ({

@@ -2,14 +2,8 @@ import request from 'supertest';
 import type { AdmissionRequest, AdmissionResponse } from '../../webhooks/review.ts';
 import { createAdmissionApp } from '../../webhooks/server.ts';
 import { validateNatsRequest } from '../../webhooks/validate-nats.ts';
+import { TEST_ADMISSION_CONFIG as config } from '../support/admission.ts';
 
-const config = {
-  natsName: 'eventing-nats',
-  natsNamespace: 'kyma-system',
-  managerUsername: 'system:serviceaccount:kyma-system:nats-manager',
-  breakGlassUsers: [],
-  breakGlassGroups: [],
-};
 const app = createAdmissionApp(config);
 const UID = '7f0c1d2e-2222-4a4a-8c8c-0123456789ab';
 
