@@ -12,7 +12,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../src/manager/log.ts';
 import { type Checked, checkKeyPair } from './plan.ts';
-import type { CertificateSource, ServingCertificate } from './source.ts';
+import { certificateListeners, type CertificateSource, type ServingCertificate } from './source.ts';
 
 export const CERTIFICATE_FILES = { cert: 'tls.crt', key: 'tls.key', ca: 'ca.crt' } as const;
 
@@ -84,7 +84,9 @@ export async function startFileCertificateSource(
   options: FileSourceOptions,
 ): Promise<FileCertificateSource> {
   const { dir, log } = options;
-  const listeners = new Set<(certificate: ServingCertificate) => void>();
+  const listeners = certificateListeners((error) => {
+    log?.error('certificate listener failed', { error });
+  });
   let current = await readAtStart(dir);
   let lastProblem: string | undefined;
   let queue = Promise.resolve();
@@ -103,13 +105,7 @@ export async function startFileCertificateSource(
     if (sameCertificate(current, files.value)) return;
     current = files.value;
     log?.info('serving certificate reloaded', { dir });
-    for (const listener of listeners) {
-      try {
-        listener(current);
-      } catch (error) {
-        log?.error('certificate listener failed', { error });
-      }
-    }
+    listeners.emit(current);
   };
 
   const reload = (): Promise<void> => {
@@ -144,12 +140,7 @@ export async function startFileCertificateSource(
 
   return {
     current: () => current,
-    onChange: (listener) => {
-      listeners.add(listener);
-      return () => {
-        listeners.delete(listener);
-      };
-    },
+    onChange: listeners.onChange,
     reload,
     close: async () => {
       closed = true;

@@ -16,7 +16,7 @@ import {
   type ServingNames,
   type Validity,
 } from './plan.ts';
-import type { CertificateSource, ServingCertificate } from './source.ts';
+import { certificateListeners, type CertificateSource, type ServingCertificate } from './source.ts';
 
 export interface SecretSourceOptions {
   readonly kc: KubeConfig;
@@ -148,7 +148,9 @@ async function write(
 export async function startSecretCertificateSource(
   options: SecretSourceOptions,
 ): Promise<SecretCertificateSource> {
-  const listeners = new Set<(certificate: ServingCertificate) => void>();
+  const listeners = certificateListeners((error) => {
+    options.log?.error('certificate listener failed', { error });
+  });
   let current = (await converge(options)).serving;
   let closed = false;
   let timer: NodeJS.Timeout | undefined;
@@ -157,13 +159,7 @@ export async function startSecretCertificateSource(
   const adopt = (next: ServingCertificate): void => {
     if (sameCertificate(current, next)) return;
     current = next;
-    for (const listener of listeners) {
-      try {
-        listener(next);
-      } catch (error) {
-        options.log?.error('certificate listener failed', { error });
-      }
-    }
+    listeners.emit(next);
   };
 
   // Serialized, so the loop and a caller's resync never plan from the same read twice.
@@ -192,12 +188,7 @@ export async function startSecretCertificateSource(
 
   return {
     current: () => current,
-    onChange: (listener) => {
-      listeners.add(listener);
-      return () => {
-        listeners.delete(listener);
-      };
-    },
+    onChange: listeners.onChange,
     resync,
     close: async () => {
       closed = true;

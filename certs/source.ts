@@ -13,3 +13,31 @@ export interface CertificateSource {
   /** Called after every rotation; returns the unsubscribe function. */
   onChange(listener: (certificate: ServingCertificate) => void): () => void;
 }
+
+/** The onChange side of a CertificateSource: subscribers, and telling them all of a change. */
+export interface CertificateListeners {
+  readonly onChange: CertificateSource['onChange'];
+  /** Calls every listener; one that throws is reported and does not stop the others. */
+  emit(certificate: ServingCertificate): void;
+}
+
+export function certificateListeners(onError: (error: unknown) => void): CertificateListeners {
+  const listeners = new Set<(certificate: ServingCertificate) => void>();
+  return {
+    onChange: (listener) => {
+      listeners.add(listener);
+      return () => {
+        listeners.delete(listener);
+      };
+    },
+    emit: (certificate) => {
+      for (const listener of listeners) {
+        try {
+          listener(certificate);
+        } catch (error) {
+          onError(error);
+        }
+      }
+    },
+  };
+}

@@ -7,7 +7,11 @@ import { injectCaBundle } from '../../certs/ca-bundle.ts';
 import { startFileCertificateSource } from '../../certs/file-source.ts';
 import { servingNames } from '../../certs/plan.ts';
 import { startSecretCertificateSource } from '../../certs/secret-source.ts';
-import type { CertificateSource, ServingCertificate } from '../../certs/source.ts';
+import {
+  certificateListeners,
+  type CertificateSource,
+  type ServingCertificate,
+} from '../../certs/source.ts';
 import {
   createAdmissionApp,
   startWebhookServer,
@@ -73,14 +77,16 @@ function gatedSource(
   log: Logger,
 ): CertificateSource & { stop(): void } {
   let released = source.current();
-  const listeners = new Set<(certificate: ServingCertificate) => void>();
+  const listeners = certificateListeners((error) => {
+    log.error('certificate listener failed', { error });
+  });
   let chain = Promise.resolve();
   const unsubscribe = source.onChange((next) => {
     chain = chain
       .then(async () => {
         await beforeRelease(next, released);
         released = next;
-        for (const listener of listeners) listener(next);
+        listeners.emit(next);
       })
       .catch((error: unknown) => {
         log.error('could not roll out the new webhook certificate', { error });
@@ -88,10 +94,7 @@ function gatedSource(
   });
   return {
     current: () => released,
-    onChange: (listener) => {
-      listeners.add(listener);
-      return () => listeners.delete(listener);
-    },
+    onChange: listeners.onChange,
     stop: unsubscribe,
   };
 }
