@@ -8,33 +8,9 @@ import type {
   JsonPatchOperation,
 } from '../../webhooks/review.ts';
 import { createAdmissionApp } from '../../webhooks/server.ts';
-import { TEST_ADMISSION_CONFIG as config } from '../support/admission.ts';
+import { TEST_ADMISSION_CONFIG as config, natsObject, natsRequest } from '../support/admission.ts';
 
 const app = createAdmissionApp(config);
-
-const natsObject = (spec?: unknown): Record<string, unknown> => ({
-  apiVersion: 'operator.kyma-project.io/v1alpha1',
-  kind: 'NATS',
-  metadata: { name: 'eventing-nats', namespace: 'kyma-system' },
-  ...(spec === undefined ? {} : { spec }),
-});
-
-function natsRequest(overrides: Partial<AdmissionRequest> = {}): AdmissionRequest {
-  return {
-    uid: '0b5d9a6c-1111-4e4e-9b1e-3a2f3c4d5e6f',
-    kind: { group: 'operator.kyma-project.io', version: 'v1alpha1', kind: 'NATS' },
-    resource: { group: 'operator.kyma-project.io', version: 'v1alpha1', resource: 'nats' },
-    subResource: '',
-    name: 'eventing-nats',
-    namespace: 'kyma-system',
-    operation: 'CREATE',
-    userInfo: { username: 'alice', groups: ['system:authenticated'] },
-    object: natsObject({}),
-    oldObject: null,
-    dryRun: false,
-    ...overrides,
-  };
-}
 
 const review = (req: AdmissionRequest) => ({
   apiVersion: 'admission.k8s.io/v1',

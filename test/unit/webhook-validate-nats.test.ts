@@ -2,34 +2,15 @@ import request from 'supertest';
 import type { AdmissionRequest, AdmissionResponse } from '../../webhooks/review.ts';
 import { createAdmissionApp } from '../../webhooks/server.ts';
 import { validateNatsRequest } from '../../webhooks/validate-nats.ts';
-import { TEST_ADMISSION_CONFIG as config } from '../support/admission.ts';
+import {
+  NATS_REQUEST_UID,
+  TEST_ADMISSION_CONFIG as config,
+  natsObject,
+  natsRequest,
+} from '../support/admission.ts';
 
 const app = createAdmissionApp(config);
-const UID = '7f0c1d2e-2222-4a4a-8c8c-0123456789ab';
-
-const natsObject = (spec: unknown, name = 'eventing-nats'): Record<string, unknown> => ({
-  apiVersion: 'operator.kyma-project.io/v1alpha1',
-  kind: 'NATS',
-  metadata: { name, namespace: 'kyma-system' },
-  spec,
-});
-
-function natsRequest(overrides: Partial<AdmissionRequest> = {}): AdmissionRequest {
-  return {
-    uid: UID,
-    kind: { group: 'operator.kyma-project.io', version: 'v1alpha1', kind: 'NATS' },
-    resource: { group: 'operator.kyma-project.io', version: 'v1alpha1', resource: 'nats' },
-    subResource: '',
-    name: 'eventing-nats',
-    namespace: 'kyma-system',
-    operation: 'CREATE',
-    userInfo: { username: 'alice', groups: ['system:authenticated'] },
-    object: natsObject({}),
-    oldObject: null,
-    dryRun: false,
-    ...overrides,
-  };
-}
+const UID = NATS_REQUEST_UID;
 
 async function post(req: AdmissionRequest): Promise<AdmissionResponse> {
   const res = await request(app)
