@@ -3,13 +3,8 @@
 // (so quantities are already in the canonical form the apiserver would store).
 import { readFileSync, readdirSync } from 'node:fs';
 import { loadAll, load } from 'js-yaml';
-import {
-  KubeApiError,
-  createObject,
-  requestJson,
-  resourcePath,
-  type KubeObject,
-} from '../../src/kube/api.ts';
+import { ensureCrd } from '../../src/kube/crd.ts';
+import { KubeApiError, createObject, type KubeObject } from '../../src/kube/api.ts';
 import {
   createTestNamespace,
   deleteTestNamespace,
@@ -30,26 +25,13 @@ function goldenObjects(file: string): KubeObject[] {
   );
 }
 
-interface CrdStatus {
-  status?: { conditions?: { type: string; status: string }[] };
-}
-
 async function installDestinationRuleCrd(kc: ReturnType<typeof testKubeConfig>): Promise<void> {
-  const crd = load(readFileSync(DESTINATION_RULE_CRD, 'utf8')) as KubeObject;
-  try {
-    await createObject(kc, crd);
-  } catch (error) {
-    // Another suite (or an earlier run on this plane) installed it already.
-    if (!(error instanceof KubeApiError && error.status === 409)) throw error;
-  }
-  const path = resourcePath(crd.apiVersion, crd.kind, undefined, crd.metadata.name);
-  await eventually('the DestinationRule CRD to be Established', async () => {
-    const current = (await requestJson(kc, { method: 'GET', path })) as CrdStatus;
-    const established = current.status?.conditions?.some(
-      (condition) => condition.type === 'Established' && condition.status === 'True',
-    );
-    return established === true ? true : undefined;
-  });
+  // Apply is idempotent, so suites and earlier runs on this plane may have installed it already.
+  await ensureCrd(
+    kc,
+    load(readFileSync(DESTINATION_RULE_CRD, 'utf8')) as KubeObject,
+    'nats-manager-tests',
+  );
 }
 
 describe('rendered objects against the real apiserver (server-side dry run)', () => {
