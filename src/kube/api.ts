@@ -88,8 +88,16 @@ const RESOURCES: Record<string, ResourceInfo> = {
   'v1/Service': { plural: 'services', namespaced: true },
   'v1/Namespace': { plural: 'namespaces', namespaced: false },
   'v1/Pod': { plural: 'pods', namespaced: true },
+  'v1/ServiceAccount': { plural: 'serviceaccounts', namespaced: true },
   'apps/v1/StatefulSet': { plural: 'statefulsets', namespaced: true },
   'policy/v1/PodDisruptionBudget': { plural: 'poddisruptionbudgets', namespaced: true },
+  'rbac.authorization.k8s.io/v1/ClusterRole': { plural: 'clusterroles', namespaced: false },
+  'rbac.authorization.k8s.io/v1/ClusterRoleBinding': {
+    plural: 'clusterrolebindings',
+    namespaced: false,
+  },
+  'rbac.authorization.k8s.io/v1/Role': { plural: 'roles', namespaced: true },
+  'rbac.authorization.k8s.io/v1/RoleBinding': { plural: 'rolebindings', namespaced: true },
   'networking.istio.io/v1/DestinationRule': { plural: 'destinationrules', namespaced: true },
   'apiextensions.k8s.io/v1/CustomResourceDefinition': {
     plural: 'customresourcedefinitions',
