@@ -3,8 +3,9 @@
 // (so quantities are already in the canonical form the apiserver would store).
 import { readFileSync, readdirSync } from 'node:fs';
 import { loadAll, load } from 'js-yaml';
+import { findDrift } from '../../src/controller/drift.ts';
 import { ensureCrd } from '../../src/kube/crd.ts';
-import { KubeApiError, createObject, type KubeObject } from '../../src/kube/api.ts';
+import { KubeApiError, applyObject, createObject, type KubeObject } from '../../src/kube/api.ts';
 import {
   createTestNamespace,
   deleteTestNamespace,
@@ -65,6 +66,41 @@ describe('rendered objects against the real apiserver (server-side dry run)', ()
         }
       });
       expect(created).toMatchObject(object);
+    }
+  });
+
+  // What lets an idle reconcile skip every write: once applied, the stored object holds every
+  // rendered field unchanged, and our managed fields are exactly what was rendered.
+  it.each(goldenFiles)('finds no drift between %s and what the apiserver stored', async (file) => {
+    const own = await createTestNamespace(kc, 'drift');
+    try {
+      for (const rendered of goldenObjects(file)) {
+        const object = { ...rendered, metadata: { ...rendered.metadata, namespace: own } };
+        const stored = await eventually(`${object.kind} applied`, async () => {
+          try {
+            return await applyObject(kc, object, { fieldManager: 'nats-manager' });
+          } catch (error) {
+            if (error instanceof KubeApiError && error.status === 404) return undefined;
+            throw error;
+          }
+        });
+        expect({ kind: object.kind, drift: findDrift(object, stored, 'nats-manager') }).toEqual({
+          kind: object.kind,
+          drift: undefined,
+        });
+        // A label no longer rendered is drift: the apply that follows removes it.
+        const { labels = {} } = object.metadata as { labels?: Record<string, string> };
+        const [dropped] = Object.keys(labels);
+        if (dropped !== undefined) {
+          const kept = Object.fromEntries(
+            Object.entries(labels).filter(([key]) => key !== dropped),
+          );
+          const fewer = { ...object, metadata: { ...object.metadata, labels: kept } };
+          expect(findDrift(fewer, stored, 'nats-manager')).toBe(`metadata.labels.${dropped}`);
+        }
+      }
+    } finally {
+      await deleteTestNamespace(kc, own);
     }
   });
 });
