@@ -27,6 +27,11 @@ export interface ChildProtectionConfig {
   readonly natsName: string;
   readonly natsNamespace: string;
   readonly managerUsername: string;
+  /**
+   * Other names the manager itself writes as: run off-cluster, it is the kubeconfig's user, and
+   * its own writes must not be refused.
+   */
+  readonly extraManagerUsernames?: readonly string[];
   readonly breakGlassUsers: readonly string[];
   readonly breakGlassGroups: readonly string[];
 }
@@ -227,7 +232,8 @@ export function decideChildAdmission(
     return { allowed: true, reason: 'not a write', warnings: [] };
   const claim = claimOf(request, config);
   if (claim === undefined) return { allowed: true, reason: 'not managed', warnings: [] };
-  if (request.userInfo.username === config.managerUsername) {
+  const { username } = request.userInfo;
+  if (username === config.managerUsername || config.extraManagerUsernames?.includes(username)) {
     return { allowed: true, reason: 'the manager', warnings: [] };
   }
   const owner = ownerOf(request, config);

@@ -116,6 +116,17 @@ describe('decideChildAdmission', () => {
     }
   });
 
+  it('lets the manager write as the kubeconfig user it runs with off-cluster, without a warning', () => {
+    const offCluster = { ...config, extraManagerUsernames: ['kubernetes-admin'] };
+    const request = childRequest({ operation: 'UPDATE', username: 'kubernetes-admin' });
+    expect(decideChildAdmission(request, offCluster)).toEqual({
+      allowed: true,
+      reason: 'the manager',
+      warnings: [],
+    });
+    expect(decide({ operation: 'UPDATE', username: 'kubernetes-admin' }).allowed).toBe(false);
+  });
+
   it('lets break-glass users and groups through, with a warning', () => {
     const byUser = decide({ operation: 'UPDATE', username: 'ops@example.com' });
     expect(byUser).toEqual({
