@@ -90,6 +90,7 @@ const RESOURCES: Record<string, ResourceInfo> = {
   'v1/Pod': { plural: 'pods', namespaced: true },
   'v1/ServiceAccount': { plural: 'serviceaccounts', namespaced: true },
   'apps/v1/StatefulSet': { plural: 'statefulsets', namespaced: true },
+  'coordination.k8s.io/v1/Lease': { plural: 'leases', namespaced: true },
   'policy/v1/PodDisruptionBudget': { plural: 'poddisruptionbudgets', namespaced: true },
   'rbac.authorization.k8s.io/v1/ClusterRole': { plural: 'clusterroles', namespaced: false },
   'rbac.authorization.k8s.io/v1/ClusterRoleBinding': {
