@@ -1,0 +1,227 @@
+// The reconcile loop: watch caches of NATS resources and their children, a work queue keyed by
+// NATS resource, and the reconciler. Every replica keeps its caches warm; only the one told to
+// run (the leader) reconciles.
+import type { KubeConfig } from '@kubernetes/client-node';
+import {
+  MANAGED_BY_LABEL,
+  MANAGED_BY_VALUE,
+  NATS_API_VERSION,
+  NATS_KIND,
+  type Nats,
+} from '../api/nats.ts';
+import { requestJson, resourcePath, type KubeObject } from '../kube/api.ts';
+import type { Logger } from '../manager/log.ts';
+import type { CustomerDataCheck } from '../nats/customer-data.ts';
+import type { EventRecorder } from './events.ts';
+import { createInformer, type Informer, type RestartReason } from './informer.ts';
+import { NatsReconciler, type ReconcilerSettings, type WriteVerb } from './reconciler.ts';
+import { createWorkQueue } from './work-queue.ts';
+
+export type ReconcileResultLabel = 'success' | 'error' | 'requeue';
+
+/** What the loop reports; the manager turns it into Prometheus metrics. */
+export interface ControllerMetrics {
+  reconciled(result: ReconcileResultLabel, seconds: number): void;
+  watchRestarted(resource: string, reason: RestartReason): void;
+  wrote(kind: string, verb: WriteVerb): void;
+}
+
+export interface NatsControllerOptions {
+  readonly kc: KubeConfig;
+  readonly settings: ReconcilerSettings;
+  readonly log: Logger;
+  readonly record: EventRecorder;
+  readonly checkCustomerData: (url: string) => Promise<CustomerDataCheck>;
+  readonly natsUrl?: (nats: { name: string; namespace: string }) => string;
+  readonly metrics?: ControllerMetrics;
+  /**
+   * Watch NATS resources in this namespace only. By default all are watched, so that any
+   * resource besides the served one is told (status Error/Forbidden) that it is not served.
+   */
+  readonly natsWatchNamespace?: string;
+  /** Passed to every watch; tests shorten it. */
+  readonly stallTimeoutMs?: number;
+}
+
+export interface NatsController {
+  /** Starts the watches; resolves once every cache holds its first list. */
+  start(): Promise<void>;
+  hasSynced(): boolean;
+  /** Starts reconciling (this replica leads): every known NATS resource is queued. */
+  run(): void;
+  /** Stops reconciling (leadership lost); keys already running finish. */
+  pause(): void;
+  /** Drains the queue and closes the watches. */
+  stop(): Promise<void>;
+  queueStats(): { depth: number; inFlight: number };
+}
+
+/** The children's kinds, by `apiVersion/kind`. */
+const CHILD_KINDS = [
+  'v1/ConfigMap',
+  'v1/Secret',
+  'v1/Service',
+  'apps/v1/StatefulSet',
+  'policy/v1/PodDisruptionBudget',
+] as const;
+const DESTINATION_RULE = 'networking.istio.io/v1/DestinationRule';
+
+function splitKind(apiVersionKind: string): [string, string] {
+  const slash = apiVersionKind.lastIndexOf('/');
+  return [apiVersionKind.slice(0, slash), apiVersionKind.slice(slash + 1)];
+}
+
+function keyOf(namespace: string, name: string): string {
+  return `${namespace}/${name}`;
+}
+
+async function destinationRulesServed(kc: KubeConfig): Promise<boolean> {
+  try {
+    const list = (await requestJson(kc, {
+      method: 'GET',
+      path: '/apis/networking.istio.io/v1',
+    })) as {
+      resources?: { name?: string }[];
+    };
+    return (list.resources ?? []).some((r) => r.name === 'destinationrules');
+  } catch {
+    return false;
+  }
+}
+
+export function createNatsController(options: NatsControllerOptions): NatsController {
+  const { kc, settings, log, metrics } = options;
+  let running = false;
+  const informerOptions = { stallTimeoutMs: options.stallTimeoutMs, log };
+
+  const queue = createWorkQueue<string>({
+    process: async (key) => {
+      if (!running) return;
+      const slash = key.indexOf('/');
+      const started = performance.now();
+      try {
+        const result = await reconciler.reconcile(key.slice(0, slash), key.slice(slash + 1));
+        const seconds = (performance.now() - started) / 1000;
+        if (result.requeueAfterMs !== undefined) {
+          queue.addAfter(key, result.requeueAfterMs);
+          metrics?.reconciled('requeue', seconds);
+        } else {
+          metrics?.reconciled('success', seconds);
+        }
+      } catch (error) {
+        metrics?.reconciled('error', (performance.now() - started) / 1000);
+        throw error;
+      }
+    },
+    onError: (key, error, retryInMs) => {
+      log.error('reconcile failed', { nats: key, retryInMs, error });
+    },
+  });
+  const enqueue = (key: string): void => {
+    if (running) queue.add(key);
+  };
+
+  const natsInformer: Informer<Nats & KubeObject> = createInformer<Nats & KubeObject>(
+    kc,
+    {
+      path:
+        options.natsWatchNamespace === undefined
+          ? '/apis/operator.kyma-project.io/v1alpha1/nats'
+          : resourcePath(NATS_API_VERSION, NATS_KIND, options.natsWatchNamespace),
+      ...informerOptions,
+    },
+    {
+      add: (nats) => {
+        enqueue(keyOf(nats.metadata.namespace ?? '', nats.metadata.name ?? ''));
+      },
+      update: (nats) => {
+        enqueue(keyOf(nats.metadata.namespace ?? '', nats.metadata.name ?? ''));
+      },
+      onRestart: (reason, error) => {
+        metrics?.watchRestarted('nats', reason);
+        log.info('watch reopened', { resource: 'nats', reason, error: error.message });
+      },
+    },
+  );
+
+  /** A child event queues its owning NATS resource. */
+  const enqueueOwner = (child: KubeObject): void => {
+    const namespace = child.metadata.namespace ?? '';
+    const refs = (child.metadata.ownerReferences ?? []) as readonly {
+      kind?: string;
+      name?: string;
+    }[];
+    const owner = refs.find((ref) => ref.kind === NATS_KIND);
+    // Labelled as ours but without an owner: the served resource decides what it is.
+    enqueue(keyOf(namespace, owner?.name ?? settings.natsName));
+  };
+
+  const childInformers = new Map<string, Informer<KubeObject>>();
+  const watchChildren = (apiVersionKind: string): void => {
+    const [apiVersion, kind] = splitKind(apiVersionKind);
+    const resource = kind.toLowerCase();
+    childInformers.set(
+      apiVersionKind,
+      createInformer<KubeObject>(
+        kc,
+        {
+          path: resourcePath(apiVersion, kind, settings.natsNamespace),
+          labelSelector: `${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE}`,
+          ...informerOptions,
+        },
+        {
+          add: enqueueOwner,
+          update: enqueueOwner,
+          delete: enqueueOwner,
+          onRestart: (reason, error) => {
+            metrics?.watchRestarted(resource, reason);
+            log.info('watch reopened', { resource, reason, error: error.message });
+          },
+        },
+      ),
+    );
+  };
+  for (const kind of CHILD_KINDS) watchChildren(kind);
+
+  const reconciler = new NatsReconciler({
+    kc,
+    settings,
+    natsCache: {
+      get: (namespace, name) => natsInformer.get(namespace, name),
+    },
+    childCache: (apiVersionKind) => childInformers.get(apiVersionKind),
+    record: options.record,
+    checkCustomerData: options.checkCustomerData,
+    natsUrl: options.natsUrl,
+    onWrite: (kind, verb) => metrics?.wrote(kind, verb),
+    log,
+  });
+
+  const informers = (): Informer<unknown>[] => [natsInformer, ...childInformers.values()];
+
+  return {
+    async start() {
+      // DestinationRules are watched when Istio is there at start; otherwise the reconciler
+      // still finds one by asking, it only cannot see it change.
+      if (await destinationRulesServed(kc)) watchChildren(DESTINATION_RULE);
+      await Promise.all(informers().map((informer) => informer.start()));
+    },
+    hasSynced: () => informers().every((informer) => informer.hasSynced()),
+    run() {
+      if (running) return;
+      running = true;
+      for (const nats of natsInformer.list()) {
+        enqueue(keyOf(nats.metadata.namespace ?? '', nats.metadata.name ?? ''));
+      }
+    },
+    pause() {
+      running = false;
+    },
+    async stop() {
+      running = false;
+      await queue.shutdown();
+      for (const informer of informers()) informer.stop();
+    },
+    queueStats: () => ({ depth: queue.depth(), inFlight: queue.inFlight() }),
+  };
+}

@@ -1,0 +1,19 @@
+// Who the API server takes us for: the user name and groups of our own credentials.
+import type { KubeConfig } from '@kubernetes/client-node';
+import { requestJson } from './api.ts';
+
+export interface UserInfo {
+  readonly username: string;
+  readonly groups: readonly string[];
+}
+
+/** A SelfSubjectReview (authentication.k8s.io/v1, served since Kubernetes 1.28). */
+export async function whoAmI(kc: KubeConfig): Promise<UserInfo> {
+  const review = (await requestJson(kc, {
+    method: 'POST',
+    path: '/apis/authentication.k8s.io/v1/selfsubjectreviews',
+    body: { apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' },
+  })) as { status?: { userInfo?: { username?: string; groups?: string[] } } };
+  const info = review.status?.userInfo;
+  return { username: info?.username ?? '', groups: info?.groups ?? [] };
+}

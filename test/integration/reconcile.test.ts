@@ -1,0 +1,442 @@
+// The reconcile loop against the real local plane (kube-apiserver, etcd, and the
+// kube-controller-manager's StatefulSet and garbage collector controllers), without the
+// webhooks: what the loop alone makes of a NATS resource, of out-of-band edits and deletes, of
+// spec changes, and of a deletion while a real nats-server still holds a customer stream.
+//
+// The tests run in order on one NATS resource, as its life would go.
+import { readFileSync } from 'node:fs';
+import { load } from 'js-yaml';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
+import { NATS_FINALIZER, type Nats } from '../../src/api/nats.ts';
+import { createNatsController, type NatsController } from '../../src/controller/controller.ts';
+import { apiEventRecorder } from '../../src/controller/events.ts';
+import { requestJson, type KubeObject } from '../../src/kube/api.ts';
+import { ensureCrd } from '../../src/kube/crd.ts';
+import { ensureBinaries } from '../../src/localplane/binaries.ts';
+import type { Logger } from '../../src/manager/log.ts';
+import { checkCustomerData } from '../../src/nats/customer-data.ts';
+import { DEFAULT_IMAGES } from '../../src/render/context.ts';
+import { NATS_CONF_KEY, RESOLVER_CONF_KEY } from '../../src/render/nats-conf.ts';
+import { objectNames } from '../../src/render/names.ts';
+import { systemAccountPasswordFrom } from '../../src/render/secret.ts';
+import {
+  createTestNamespace,
+  deleteTestNamespace,
+  eventually,
+  kubectl,
+  testKubeConfig,
+} from '../support/kube.ts';
+import {
+  startLoopbackCluster,
+  waitForMetaLeader,
+  type LoopbackCluster,
+} from '../support/nats-cluster.ts';
+import { createZoneNodes, runPods } from '../support/pods.ts';
+
+const NAME = 'eventing-nats';
+const PRIORITY_CLASS = new URL('../../deploy/manager/priority-class.yaml', import.meta.url)
+  .pathname;
+const names = objectNames(NAME);
+const kc = testKubeConfig();
+const silent: Logger = { info: () => undefined, error: () => undefined, with: () => silent };
+// No NATS listens here: until the deletion test starts one, the check finds NATS unreachable.
+let natsUrl = 'nats://127.0.0.1:1';
+const writes: string[] = [];
+let namespace: string;
+let controller: NatsController;
+let natsCluster: LoopbackCluster | undefined;
+
+interface Child {
+  readonly kind: string;
+  readonly path: (ns: string) => string;
+  readonly name: string;
+}
+
+const CHILDREN: readonly Child[] = [
+  { kind: 'ConfigMap', path: (ns) => `/api/v1/namespaces/${ns}/configmaps`, name: names.configMap },
+  { kind: 'Secret', path: (ns) => `/api/v1/namespaces/${ns}/secrets`, name: names.secret },
+  { kind: 'Service', path: (ns) => `/api/v1/namespaces/${ns}/services`, name: names.service },
+  {
+    kind: 'StatefulSet',
+    path: (ns) => `/apis/apps/v1/namespaces/${ns}/statefulsets`,
+    name: names.statefulSet,
+  },
+  {
+    kind: 'PodDisruptionBudget',
+    path: (ns) => `/apis/policy/v1/namespaces/${ns}/poddisruptionbudgets`,
+    name: names.podDisruptionBudget,
+  },
+  {
+    kind: 'DestinationRule',
+    path: (ns) => `/apis/networking.istio.io/v1/namespaces/${ns}/destinationrules`,
+    name: names.destinationRule,
+  },
+];
+
+function childOf(kind: string): Child {
+  const found = CHILDREN.find((c) => c.kind === kind);
+  if (found === undefined) throw new Error(`no child ${kind}`);
+  return found;
+}
+
+async function get<T = KubeObject>(path: string): Promise<T | undefined> {
+  try {
+    return (await requestJson(kc, { method: 'GET', path })) as T;
+  } catch (error) {
+    if ((error as { status?: number }).status === 404) return undefined;
+    throw error;
+  }
+}
+
+async function getChild(child: Child): Promise<KubeObject | undefined> {
+  return get(`${child.path(namespace)}/${child.name}`);
+}
+
+async function patch(path: string, body: unknown): Promise<KubeObject> {
+  return (await requestJson(kc, {
+    method: 'PATCH',
+    path,
+    body,
+    contentType: 'application/merge-patch+json',
+  })) as KubeObject;
+}
+
+function natsPath(name = NAME): string {
+  return `/apis/operator.kyma-project.io/v1alpha1/namespaces/${namespace}/nats/${name}`;
+}
+
+async function getNats(name = NAME): Promise<Nats | undefined> {
+  return get<Nats>(natsPath(name));
+}
+
+async function natsWhere(what: string, test: (nats: Nats) => boolean, timeoutMs = 30_000) {
+  return eventually(
+    what,
+    async () => {
+      const nats = await getNats();
+      return nats !== undefined && test(nats) ? nats : undefined;
+    },
+    timeoutMs,
+  );
+}
+
+function condition(nats: Nats, type: string) {
+  return nats.status?.conditions?.find((c) => c.type === type);
+}
+
+function ownedByNats(object: KubeObject, uid: string): boolean {
+  const refs = (object.metadata.ownerReferences ?? []) as { uid?: string; controller?: boolean }[];
+  return refs.some((ref) => ref.uid === uid && ref.controller === true);
+}
+
+async function applyNats(spec: unknown, name = NAME): Promise<void> {
+  await kubectl(['apply', '--server-side', '--field-manager=test-user', '-f', '-'], {
+    input: JSON.stringify({
+      apiVersion: 'operator.kyma-project.io/v1alpha1',
+      kind: 'NATS',
+      metadata: { name, namespace },
+      spec,
+    }),
+  });
+}
+
+async function eventReasons(): Promise<string[]> {
+  const list = (await requestJson(kc, {
+    method: 'GET',
+    path: `/api/v1/namespaces/${namespace}/events`,
+  })) as { items: { reason?: string }[] };
+  return list.items.map((e) => e.reason ?? '');
+}
+
+/** Reverted within the timeout, and how long it took. */
+async function timed(what: string, probe: () => Promise<boolean>): Promise<number> {
+  const started = Date.now();
+  await eventually(what, async () => ((await probe()) ? true : undefined), 15_000);
+  return Date.now() - started;
+}
+
+const SPEC = { cluster: { size: 3 }, jetStream: { fileStorage: { size: '1Gi' } } };
+
+beforeAll(async () => {
+  // Istio's API is served, so the DestinationRule is one of the children.
+  await ensureCrd(
+    kc,
+    load(
+      readFileSync(new URL('../fixtures/destinationrule-crd.yaml', import.meta.url), 'utf8'),
+    ) as KubeObject,
+    'nats-manager-tests',
+  );
+  // The pods' PriorityClass comes with deploy/; without it the StatefulSet gets no pods.
+  await kubectl(['apply', '-f', PRIORITY_CLASS]);
+  namespace = await createTestNamespace(kc, 'reconcile');
+  controller = createNatsController({
+    kc,
+    settings: {
+      natsName: NAME,
+      natsNamespace: namespace,
+      images: DEFAULT_IMAGES,
+      clusterDomain: 'cluster.local',
+      recheckMs: 300,
+    },
+    natsWatchNamespace: namespace,
+    log: silent,
+    record: apiEventRecorder(kc, 'reconcile-test', silent),
+    checkCustomerData: (url) => checkCustomerData(url, { timeoutMs: 2_000 }),
+    natsUrl: () => natsUrl,
+    metrics: {
+      reconciled: () => undefined,
+      watchRestarted: () => undefined,
+      wrote: (kind, verb) => writes.push(`${verb} ${kind}`),
+    },
+  });
+  await controller.start();
+  controller.run();
+});
+
+afterAll(async () => {
+  await controller.stop();
+  await natsCluster?.stop();
+  await deleteTestNamespace(kc, namespace);
+});
+
+test('a new NATS resource gets its finalizer, every child, owned by it, and Processing', async () => {
+  await applyNats(SPEC);
+  const nats = await natsWhere('status Processing', (n) => n.status?.state === 'Processing');
+  const uid = nats.metadata?.uid ?? '';
+  expect(nats.metadata?.finalizers).toContain(NATS_FINALIZER);
+  expect(condition(nats, 'Available')).toMatchObject({ status: 'False', observedGeneration: 1 });
+  for (const child of CHILDREN) {
+    const object = await eventually(`${child.kind} created`, () => getChild(child));
+    expect(ownedByNats(object, uid)).toBe(true);
+    expect(object.metadata.labels).toMatchObject({
+      'app.kubernetes.io/managed-by': 'nats-manager',
+    });
+  }
+});
+
+test('Ready once the StatefulSet has rolled out on pods in three zones', async () => {
+  const nodes = await createZoneNodes(kc, namespace, ['a', 'b', 'c']);
+  await runPods(kc, namespace, 3, nodes);
+  const nats = await natsWhere('status Ready', (n) => n.status?.state === 'Ready');
+  expect(condition(nats, 'Available')).toMatchObject({ status: 'True', reason: 'Deployed' });
+  expect(condition(nats, 'StatefulSet')).toMatchObject({ status: 'True' });
+  expect(condition(nats, 'AvailabilityZones')).toMatchObject({ status: 'True' });
+  expect(nats.status?.availabilityZonesUsed).toBe(3);
+  expect(nats.status?.url).toBe(`nats://${names.service}.${namespace}.svc.cluster.local:4222`);
+  const { stdout } = await kubectl([
+    'wait',
+    '-n',
+    namespace,
+    '--for=condition=Available',
+    `nats/${NAME}`,
+    '--timeout=20s',
+  ]);
+  expect(stdout).toContain('condition met');
+  expect(await eventReasons()).toEqual(expect.arrayContaining(['Created', 'Ready']));
+});
+
+test('a converged resource is left alone: no write while idle', async () => {
+  const before = await Promise.all(CHILDREN.map((c) => getChild(c)));
+  const natsBefore = await getNats();
+  const writesBefore = writes.length;
+  await new Promise((resolve) => setTimeout(resolve, 3_000));
+  expect(writes.slice(writesBefore)).toEqual([]);
+  const after = await Promise.all(CHILDREN.map((c) => getChild(c)));
+  expect(after.map((o) => o?.metadata.resourceVersion)).toEqual(
+    before.map((o) => o?.metadata.resourceVersion),
+  );
+  expect((await getNats())?.metadata?.resourceVersion).toBe(natsBefore?.metadata?.resourceVersion);
+});
+
+test('out-of-band edits of every child are put back', async () => {
+  const timings: Record<string, number> = {};
+  const statefulSet = childOf('StatefulSet');
+  await patch(`${statefulSet.path(namespace)}/${statefulSet.name}`, { spec: { replicas: 5 } });
+  timings.statefulSetReplicas = await timed('replicas restored', async () => {
+    const sts = (await getChild(statefulSet)) as { spec?: { replicas?: number } } | undefined;
+    return sts?.spec?.replicas === 3;
+  });
+
+  const configMap = childOf('ConfigMap');
+  const original = (await getChild(configMap)) as { data?: Record<string, string> } | undefined;
+  await patch(`${configMap.path(namespace)}/${configMap.name}`, {
+    data: { [NATS_CONF_KEY]: 'port: 1234\n' },
+  });
+  timings.configMapData = await timed('nats.conf restored', async () => {
+    const now = (await getChild(configMap)) as { data?: Record<string, string> } | undefined;
+    return now?.data?.[NATS_CONF_KEY] === original?.data?.[NATS_CONF_KEY];
+  });
+
+  // Taking our label off hides the object from the label-selected cache: seen as a delete.
+  const service = childOf('Service');
+  await patch(`${service.path(namespace)}/${service.name}`, {
+    metadata: { labels: { 'app.kubernetes.io/managed-by': null } },
+  });
+  timings.serviceLabel = await timed('managed-by label restored', async () => {
+    const now = await getChild(service);
+    return (
+      now?.metadata.labels !== undefined &&
+      (now.metadata.labels as Record<string, string>)['app.kubernetes.io/managed-by'] ===
+        'nats-manager'
+    );
+  });
+
+  const pdb = childOf('PodDisruptionBudget');
+  await patch(`${pdb.path(namespace)}/${pdb.name}`, { spec: { maxUnavailable: 2 } });
+  timings.pdbMaxUnavailable = await timed('maxUnavailable restored', async () => {
+    const now = (await getChild(pdb)) as { spec?: { maxUnavailable?: number } } | undefined;
+    return now?.spec?.maxUnavailable === 1;
+  });
+
+  const secret = childOf('Secret');
+  const password = systemAccountPasswordFrom(await getChild(secret));
+  await patch(`${secret.path(namespace)}/${secret.name}`, {
+    metadata: { labels: { 'app.kubernetes.io/instance': 'someone-else' } },
+  });
+  timings.secretLabel = await timed('instance label restored', async () => {
+    const now = await getChild(secret);
+    return (
+      (now?.metadata.labels as Record<string, string> | undefined)?.[
+        'app.kubernetes.io/instance'
+      ] === names.base
+    );
+  });
+  expect(systemAccountPasswordFrom(await getChild(secret))).toBe(password);
+
+  process.stdout.write(`[reconcile] edit reverted after (ms): ${JSON.stringify(timings)}\n`);
+  for (const ms of Object.values(timings)) expect(ms).toBeLessThan(15_000);
+  expect(await eventReasons()).toContain('Restored');
+});
+
+test('every deleted child comes back', async () => {
+  const timings: Record<string, number> = {};
+  for (const child of CHILDREN) {
+    const before = await getChild(child);
+    await requestJson(kc, { method: 'DELETE', path: `${child.path(namespace)}/${child.name}` });
+    timings[child.kind] = await timed(`${child.kind} recreated`, async () => {
+      const now = await getChild(child);
+      return now !== undefined && now.metadata.uid !== before?.metadata.uid;
+    });
+  }
+  process.stdout.write(
+    `[reconcile] deleted child recreated after (ms): ${JSON.stringify(timings)}\n`,
+  );
+  for (const ms of Object.values(timings)) expect(ms).toBeLessThan(15_000);
+});
+
+test('spec changes flow to the children, and a label taken out of the spec leaves them', async () => {
+  const secret = childOf('Secret');
+  const password = systemAccountPasswordFrom(await getChild(secret));
+  expect(password).toBeDefined();
+  await applyNats({
+    ...SPEC,
+    cluster: { size: 5 },
+    logging: { debug: true, trace: true },
+    resources: { limits: { cpu: '2', memory: '2Gi' }, requests: { cpu: '500m', memory: '1Gi' } },
+    labels: { team: 'payments' },
+  });
+  const statefulSet = childOf('StatefulSet');
+  await eventually('StatefulSet follows the spec', async () => {
+    const sts = (await getChild(statefulSet)) as {
+      spec?: {
+        replicas?: number;
+        template?: { spec?: { containers?: { name: string; resources?: unknown }[] } };
+      };
+    };
+    const nats = sts.spec?.template?.spec?.containers?.find((c) => c.name === 'nats');
+    return sts.spec?.replicas === 5 &&
+      JSON.stringify(nats?.resources) ===
+        JSON.stringify({
+          limits: { cpu: '2', memory: '2Gi' },
+          requests: { cpu: '500m', memory: '1Gi' },
+        })
+      ? true
+      : undefined;
+  });
+  await eventually('nats.conf has debug and trace', async () => {
+    const cm = (await getChild(childOf('ConfigMap'))) as { data?: Record<string, string> };
+    const conf = cm.data?.[NATS_CONF_KEY] ?? '';
+    return /debug:\s*true/.test(conf) && /trace:\s*true/.test(conf) ? true : undefined;
+  });
+  for (const child of CHILDREN) {
+    await eventually(`${child.kind} labelled team=payments`, async () => {
+      const labels = (await getChild(child))?.metadata.labels as Record<string, string> | undefined;
+      return labels?.team === 'payments' ? true : undefined;
+    });
+  }
+  expect(systemAccountPasswordFrom(await getChild(secret))).toBe(password);
+
+  await applyNats({ ...SPEC, cluster: { size: 5 } });
+  for (const child of CHILDREN) {
+    await eventually(`team label gone from ${child.kind}`, async () => {
+      const labels = (await getChild(child))?.metadata.labels as Record<string, string> | undefined;
+      return labels !== undefined && !('team' in labels) ? true : undefined;
+    });
+  }
+  expect(systemAccountPasswordFrom(await getChild(secret))).toBe(password);
+});
+
+test('a second NATS resource ends in Error/Forbidden, with no finalizer and no children', async () => {
+  await applyNats(SPEC, 'second');
+  const second = await eventually('second NATS refused', async () => {
+    const nats = await getNats('second');
+    return nats?.status?.state === 'Error' ? nats : undefined;
+  });
+  expect(condition(second, 'Available')).toMatchObject({ status: 'False', reason: 'Forbidden' });
+  expect(second.metadata?.finalizers ?? []).toEqual([]);
+  expect(await get(`${childOf('StatefulSet').path(namespace)}/second`)).toBeUndefined();
+  expect(await get(`${childOf('ConfigMap').path(namespace)}/second-config`)).toBeUndefined();
+  await kubectl(['delete', '-n', namespace, 'nats/second', '--wait=true', '--timeout=20s']);
+});
+
+test('deletion waits while a real nats-server holds a customer stream, then cleans up', async () => {
+  // The servers run the nats.conf and resolver.conf the manager wrote into the cluster.
+  const configMap = (await getChild(childOf('ConfigMap'))) as unknown as {
+    data: Record<string, string>;
+  };
+  const secret = (await getChild(childOf('Secret'))) as unknown as { data: Record<string, string> };
+  const { 'nats-server': natsServer } = await ensureBinaries(['nats-server']);
+  natsCluster = await startLoopbackCluster({
+    natsServer,
+    natsConf: configMap.data[NATS_CONF_KEY] ?? '',
+    resolverConf: Buffer.from(secret.data[RESOLVER_CONF_KEY] ?? '', 'base64').toString('utf8'),
+    names: [0, 1, 2, 3, 4].map((i) => `${names.statefulSet}-${String(i)}`),
+  });
+  await waitForMetaLeader(natsCluster.servers, 30_000);
+  const [first] = natsCluster.servers;
+  natsUrl = `nats://127.0.0.1:${String(first?.clientPort)}`;
+  const nc = await connect({ servers: natsUrl });
+  const jsm = await jetstreamManager(nc);
+  await jsm.streams.add({ name: 'orders', subjects: ['orders.>'], num_replicas: 3 });
+
+  await kubectl(['delete', '-n', namespace, `nats/${NAME}`, '--wait=false']);
+  const blocked = await natsWhere('deletion blocked', (n) => n.status?.state === 'Warning');
+  expect(condition(blocked, 'Deleted')).toMatchObject({
+    status: 'False',
+    reason: 'DeletionError',
+    message: 'Cannot delete NATS cluster as customer stream exists',
+  });
+  expect(blocked.metadata?.finalizers).toContain(NATS_FINALIZER);
+  expect(await eventReasons()).toContain('DeletionBlocked');
+
+  await jsm.streams.delete('orders');
+  await nc.close();
+  await eventually('NATS resource gone', async () =>
+    (await getNats()) === undefined ? true : undefined,
+  );
+  const claims = (await requestJson(kc, {
+    method: 'GET',
+    path: `/api/v1/namespaces/${namespace}/persistentvolumeclaims`,
+  })) as { items: KubeObject[] };
+  // kube-apiserver puts kubernetes.io/pvc-protection on every claim; with no controller here to
+  // lift it, a deleted claim stays as terminating: deleted is what we check.
+  expect(claims.items.length).toBeGreaterThan(0);
+  for (const claim of claims.items) expect(claim.metadata.deletionTimestamp).toBeDefined();
+  // The children go by garbage collection.
+  await eventually(
+    'StatefulSet collected',
+    async () => ((await getChild(childOf('StatefulSet'))) === undefined ? true : undefined),
+    90_000,
+  );
+}, 150_000);
