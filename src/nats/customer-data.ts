@@ -199,7 +199,10 @@ export async function checkCustomerData(
   const remaining = (): number => Math.max(1, Math.ceil(deadline - performance.now()));
 
   // The client's own connect timeout does not cover the DNS lookup, hence the outer one.
-  // Through then(), so that a synchronous throw (a malformed URL) is a rejection too.
+  // Through then(), so that a synchronous throw (a malformed URL) is a rejection too. Known gap:
+  // when the handshake times out after TCP connected, @nats-io/transport-node 3.4.0 leaves that
+  // socket open (its close ignores a transport that never connected) and hands us nothing to
+  // close; it lasts until the peer closes it.
   const connecting = Promise.resolve().then(() =>
     connect({ servers: url, name: 'nats-manager', reconnect: false, timeout: budget }),
   );
