@@ -167,6 +167,8 @@ export function createNatsController(options: NatsControllerOptions): NatsContro
         {
           path: resourcePath(apiVersion, kind, settings.natsNamespace),
           labelSelector: `${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE}`,
+          // Drift detection reads which fields our applies own.
+          keepManagedFields: true,
           ...informerOptions,
         },
         {

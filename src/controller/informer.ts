@@ -33,6 +33,11 @@ export interface InformerOptions {
   readonly resyncOnRelist?: boolean;
   /** Between failed attempts. Default 200 ms doubling to 30 s, jittered down by up to half. */
   readonly backoff?: Backoff;
+  /**
+   * Keep metadata.managedFields, dropped by default to save memory. A cache the reconciler
+   * compares desired state against needs them: they tell which fields our applies own.
+   */
+  readonly keepManagedFields?: boolean;
   /** Objects per list request. Default 500. */
   readonly pageSize?: number;
   readonly log?: Logger;
@@ -278,7 +283,7 @@ export function createInformer<T extends KubeObject>(
   // Parsed fresh from JSON, so ours to trim: managedFields are often the largest part of an
   // object and nothing but the API server reads them.
   const prepare = (object: KubeObject, list?: ObjectList): T => {
-    delete object.metadata.managedFields;
+    if (options.keepManagedFields !== true) delete object.metadata.managedFields;
     if (list !== undefined) {
       // Items of a list of built-in kinds come without apiVersion and kind.
       object.apiVersion = object.apiVersion || (list.apiVersion ?? '');
