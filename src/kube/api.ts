@@ -92,6 +92,7 @@ const RESOURCES: Record<string, ResourceInfo> = {
   'apps/v1/StatefulSet': { plural: 'statefulsets', namespaced: true },
   'coordination.k8s.io/v1/Lease': { plural: 'leases', namespaced: true },
   'policy/v1/PodDisruptionBudget': { plural: 'poddisruptionbudgets', namespaced: true },
+  'scheduling.k8s.io/v1/PriorityClass': { plural: 'priorityclasses', namespaced: false },
   'rbac.authorization.k8s.io/v1/ClusterRole': { plural: 'clusterroles', namespaced: false },
   'rbac.authorization.k8s.io/v1/ClusterRoleBinding': {
     plural: 'clusterrolebindings',

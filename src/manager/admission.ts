@@ -16,6 +16,7 @@ import {
   createAdmissionApp,
   startWebhookServer,
   type AdmissionAppDeps,
+  type AdmissionConfig,
 } from '../../webhooks/server.ts';
 import { applyObject } from '../kube/api.ts';
 import type { ManagerConfig } from './config.ts';
@@ -35,7 +36,8 @@ export interface Admission {
 
 export interface AdmissionOptions {
   readonly kc: KubeConfig;
-  readonly config: ManagerConfig;
+  /** extraManagerUsernames: who the manager writes as besides its service account (off-cluster). */
+  readonly config: ManagerConfig & Pick<AdmissionConfig, 'extraManagerUsernames'>;
   readonly log: Logger;
   /**
    * Off-cluster (the embedded plane) the API server reaches the webhooks by url on loopback, and

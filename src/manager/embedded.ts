@@ -1,5 +1,5 @@
 // What a real cluster gets from deploy/, the embedded plane gets here: the NATS CRD, the
-// namespaces, the RBAC of deploy/rbac and the webhook configurations. The manager then runs as
+// namespaces, the RBAC of deploy/rbac, the pods' PriorityClass and the webhook configurations. The manager then runs as
 // its own service account (a client certificate with the same user name and groups), not as the
 // plane's admin, so the protect-children webhook and RBAC treat it exactly as in a cluster.
 import { readFileSync } from 'node:fs';
@@ -55,13 +55,20 @@ function asKubeObject(value: unknown, file: string): KubeObject {
   return value as KubeObject;
 }
 
-/** The RBAC files the kustomization installs, so the embedded plane gets exactly those. */
-function rbacFiles(): string[] {
+// Without it the StatefulSet controller is refused every NATS pod.
+const PRIORITY_CLASS_FILE = 'manager/priority-class.yaml';
+
+/**
+ * The RBAC files the kustomization installs and the NATS pods' PriorityClass, so the embedded
+ * plane gets exactly those.
+ */
+function embeddedManifestFiles(): string[] {
   const kustomization = load(readFileSync(new URL('kustomization.yaml', DEPLOY), 'utf8'));
   const resources = isRecord(kustomization) ? kustomization.resources : undefined;
   if (!Array.isArray(resources)) throw new Error('deploy/kustomization.yaml lists no resources');
   return resources.filter(
-    (path): path is string => typeof path === 'string' && path.startsWith('rbac/'),
+    (path): path is string =>
+      typeof path === 'string' && (path.startsWith('rbac/') || path === PRIORITY_CLASS_FILE),
   );
 }
 
@@ -85,9 +92,9 @@ function localize(object: KubeObject, account: ServiceAccountRef): KubeObject {
   return localized;
 }
 
-/** deploy/rbac as the configured manager needs it: its namespace, its service account. */
-function managerRbac(account: ServiceAccountRef): KubeObject[] {
-  return rbacFiles().flatMap((file) =>
+/** deploy/rbac and the PriorityClass as the configured manager needs them: its namespace, its service account. */
+function managerManifests(account: ServiceAccountRef): KubeObject[] {
+  return embeddedManifestFiles().flatMap((file) =>
     loadAll(readFileSync(new URL(file, DEPLOY), 'utf8'))
       .filter((document) => document !== null && document !== undefined)
       .map((document) => localize(asKubeObject(document, file), account)),
@@ -162,7 +169,7 @@ export async function prepareEmbeddedPlane(
     throw new Error('prepareEmbeddedPlane needs the embedded plane; a cluster gets deploy/');
   }
   const account = serviceAccountOf(config);
-  const rbac = managerRbac(account);
+  const rbac = managerManifests(account);
   await ensureCrd(cluster.kc, buildNatsCrd(), FIELD_MANAGER);
   // Created, not applied: an apply with nothing but a name owns no field, so the next one would
   // still write (managedFields), and a re-run would not be a no-op.
