@@ -127,6 +127,39 @@ async function managedChildren(): Promise<string[]> {
     .sort();
 }
 
+/**
+ * Edits the PodDisruptionBudget past the webhook (the kubeconfig's user is the manager's own
+ * identity here) and waits for the manager to put it back. Not the StatefulSet: with no
+ * kubelet, pods removed by a scale-down would stay terminating and the status with them.
+ */
+async function editAndAwaitRestore(what: string): Promise<number> {
+  const edited = Date.now();
+  await kubectl([
+    'patch',
+    'pdb',
+    'eventing-nats',
+    '-n',
+    NS,
+    '--type=merge',
+    '-p',
+    '{"spec":{"maxUnavailable":2}}',
+  ]);
+  await eventually(what, async () =>
+    (await kubectl([
+      'get',
+      'pdb',
+      'eventing-nats',
+      '-n',
+      NS,
+      '-o',
+      'jsonpath={.spec.maxUnavailable}',
+    ])) === '1'
+      ? true
+      : undefined,
+  );
+  return Date.now() - edited;
+}
+
 const EXPECTED_CHILDREN = [
   'configmap/eventing-nats-config',
   'poddisruptionbudget.policy/eventing-nats',
@@ -277,24 +310,26 @@ describe('one manager', () => {
   });
 
   it('puts back an edit that got past the webhook, and tells in an event', async () => {
-    // The kubeconfig's user is the manager's own identity here, so the webhook lets it through.
-    await kubectl(['scale', 'statefulset', 'eventing-nats', '-n', NS, '--replicas=1']);
-    await eventually('replicas restored', async () =>
-      (await kubectl([
-        'get',
-        'statefulset',
-        'eventing-nats',
-        '-n',
-        NS,
-        '-o',
-        'jsonpath={.spec.replicas}',
-      ])) === '3'
-        ? true
-        : undefined,
-    );
+    await editAndAwaitRestore('maxUnavailable restored');
     const reasons = await kubectl(['get', 'events', '-n', NS, '-o', 'jsonpath={.items[*].reason}']);
     expect(reasons.split(' ')).toContain('Restored');
   });
+
+  it('keeps watching across an API server restart: an edit right after it is put back', async () => {
+    await plane.restartApiServer();
+    const edited = Date.now();
+    await kubectl(['delete', 'configmap', 'eventing-nats-config', '-n', NS]);
+    await editAndAwaitRestore('maxUnavailable restored after the restart');
+    await eventually('the ConfigMap back', async () =>
+      (await managedChildren()).includes('configmap/eventing-nats-config') ? true : undefined,
+    );
+    process.stdout.write(
+      `[manager] after an API server restart, converged ${String(Date.now() - edited)} ms after the edits\n`,
+    );
+    expect(
+      await kubectl(['get', 'nats', '-n', NS, 'eventing-nats', '-o', 'jsonpath={.status.state}']),
+    ).toBe('Ready');
+  }, 60_000);
 
   it('stops on SIGTERM: drains, closes its servers and exits 0', async () => {
     manager.child.kill('SIGTERM');
@@ -334,19 +369,16 @@ describe('two replicas with --leader-elect', () => {
       `[manager] standby leads ${String(takeover)} ms after the leader exited\n`,
     );
     expect(takeover).toBeLessThan(15_000);
-    await kubectl(['scale', 'statefulset', 'eventing-nats', '-n', NS, '--replicas=1']);
-    await eventually('replicas restored by the new leader', async () =>
-      (await kubectl([
-        'get',
-        'statefulset',
-        'eventing-nats',
-        '-n',
-        NS,
-        '-o',
-        'jsonpath={.spec.replicas}',
-      ])) === '3'
-        ? true
-        : undefined,
-    );
+    await editAndAwaitRestore('maxUnavailable restored by the new leader');
   }, 120_000);
+
+  it('deletes the NATS resource when NATS cannot be reached, volume claims first', async () => {
+    // The Service's DNS name does not resolve off-cluster: unreachable, so deletion proceeds.
+    await kubectl(['delete', 'nats', 'eventing-nats', '-n', NS, '--timeout=30s']);
+    const claims = JSON.parse(await kubectl(['get', 'pvc', '-n', NS, '-o', 'json'])) as {
+      items: KubeObject[];
+    };
+    expect(claims.items.length).toBeGreaterThan(0);
+    for (const claim of claims.items) expect(claim.metadata.deletionTimestamp).toBeDefined();
+  }, 60_000);
 });
