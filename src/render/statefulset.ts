@@ -134,6 +134,18 @@ function natsContainer(input: RenderInput, context: RenderContext): V1Container 
   };
 }
 
+// The sidecars' needs are small and fixed (they do not grow with the NATS spec). Requests get
+// them scheduled and counted under a ResourceQuota; memory limits contain a leak. No CPU
+// limits: throttling a sidecar would only delay reloads and scrapes.
+const RELOADER_RESOURCES: V1ResourceRequirements = {
+  requests: { cpu: '10m', memory: '16Mi' },
+  limits: { memory: '64Mi' },
+};
+const METRICS_RESOURCES: V1ResourceRequirements = {
+  requests: { cpu: '10m', memory: '32Mi' },
+  limits: { memory: '128Mi' },
+};
+
 /** Signals nats-server (through the shared pid file) when nats.conf or its include changes. */
 function reloaderContainer(context: RenderContext): V1Container {
   return {
@@ -152,6 +164,7 @@ function reloaderContainer(context: RenderContext): V1Container {
       { name: VOLUME.resolver, mountPath: RESOLVER_CONF_MOUNT },
       { name: VOLUME.pid, mountPath: PID_DIR },
     ],
+    resources: RELOADER_RESOURCES,
     securityContext: containerSecurityContext(),
   };
 }
@@ -172,6 +185,7 @@ function metricsContainer(context: RenderContext): V1Container {
       `http://localhost:${String(PORTS.monitor)}/`,
     ],
     ports: [{ name: 'metrics', containerPort: PORTS.metrics, protocol: 'TCP' }],
+    resources: METRICS_RESOURCES,
     securityContext: containerSecurityContext(),
   };
 }
