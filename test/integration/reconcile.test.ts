@@ -446,3 +446,41 @@ test('deletion waits while a real nats-server holds a customer stream, then clea
     90_000,
   );
 }, 150_000);
+
+test('an object squatting a child name is reported, not taken over, and the loop converges once it goes', async () => {
+  const configMap = childOf('ConfigMap');
+  await eventually(
+    'the old ConfigMap collected',
+    async () => ((await getChild(configMap)) === undefined ? true : undefined),
+    90_000,
+  );
+  await requestJson(kc, {
+    method: 'POST',
+    path: configMap.path(namespace),
+    body: {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name: configMap.name, namespace },
+      data: { mine: 'do not touch' },
+    },
+  });
+  await applyNats(SPEC);
+  const nats = await natsWhere('state Error', (n) => n.status?.state === 'Error');
+  expect(condition(nats, 'StatefulSet')?.message).toContain(
+    `ConfigMap ${namespace}/${configMap.name} already exists and is not owned by this NATS resource`,
+  );
+  const squatter = (await getChild(configMap)) as KubeObject & { data?: Record<string, string> };
+  expect(squatter.data).toEqual({ mine: 'do not touch' });
+  expect(squatter.metadata.ownerReferences).toBeUndefined();
+  expect(await eventReasons()).toContain('NameConflict');
+  // The other children are there meanwhile.
+  expect(await getChild(childOf('StatefulSet'))).toBeDefined();
+
+  await requestJson(kc, {
+    method: 'DELETE',
+    path: `${configMap.path(namespace)}/${configMap.name}`,
+  });
+  await natsWhere('state Processing', (n) => n.status?.state === 'Processing');
+  const ours = await eventually('our ConfigMap', () => getChild(configMap));
+  expect(ownedByNats(ours, (await getNats())?.metadata?.uid ?? '')).toBe(true);
+}, 120_000);
