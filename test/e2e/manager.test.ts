@@ -160,6 +160,18 @@ async function editAndAwaitRestore(what: string): Promise<number> {
   return Date.now() - edited;
 }
 
+/** The resourceVersions of the children and the NATS resource: unchanged means unwritten. */
+async function resourceVersions(): Promise<string> {
+  return kubectl([
+    'get',
+    `${CHILD_KINDS},nats`,
+    '-n',
+    NS,
+    '-o',
+    'jsonpath={.items[*].metadata.resourceVersion}',
+  ]);
+}
+
 const EXPECTED_CHILDREN = [
   'configmap/eventing-nats-config',
   'poddisruptionbudget.policy/eventing-nats',
@@ -287,26 +299,10 @@ describe('one manager', () => {
 
   it('writes nothing while idle', async () => {
     const writes = await metricLines(manager, 'nats_manager_writes_total');
-    const rv = await kubectl([
-      'get',
-      CHILD_KINDS + ',nats',
-      '-n',
-      NS,
-      '-o',
-      'jsonpath={.items[*].metadata.resourceVersion}',
-    ]);
+    const rv = await resourceVersions();
     await new Promise((resolve) => setTimeout(resolve, 3_000));
     expect(await metricLines(manager, 'nats_manager_writes_total')).toEqual(writes);
-    expect(
-      await kubectl([
-        'get',
-        CHILD_KINDS + ',nats',
-        '-n',
-        NS,
-        '-o',
-        'jsonpath={.items[*].metadata.resourceVersion}',
-      ]),
-    ).toBe(rv);
+    expect(await resourceVersions()).toBe(rv);
   });
 
   it('puts back an edit that got past the webhook, and tells in an event', async () => {

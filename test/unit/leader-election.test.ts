@@ -16,9 +16,9 @@ import {
   type LeaseSpec,
   type LeaseStore,
 } from '../../src/controller/leader-election.ts';
-import type { Clock } from '../../src/controller/work-queue.ts';
 import { KubeApiError } from '../../src/kube/api.ts';
 import type { Logger } from '../../src/manager/log.ts';
+import { manualClock, type ManualClock } from '../support/manual-clock.ts';
 
 const T0 = Date.parse('2026-11-26T12:00:00Z');
 const TIMING = { leaseDurationMs: 15_000 };
@@ -217,47 +217,6 @@ describe('MicroTime and durations', () => {
 });
 
 // --- the elector, on a manual clock ---
-
-interface ManualClock extends Clock {
-  /** Moves time forward, firing due timers in order and letting promises settle after each. */
-  advance(ms: number): Promise<void>;
-  pending(): number;
-}
-
-async function flush(): Promise<void> {
-  await new Promise<void>((resolve) => setImmediate(resolve));
-}
-
-function manualClock(start: number): ManualClock {
-  let now = start;
-  let nextId = 0;
-  const timers = new Map<number, { at: number; callback: () => void }>();
-  return {
-    now: () => now,
-    schedule: (callback, ms) => {
-      const id = nextId++;
-      timers.set(id, { at: now + ms, callback });
-      return () => timers.delete(id);
-    },
-    pending: () => timers.size,
-    advance: async (ms) => {
-      const end = now + ms;
-      for (;;) {
-        await flush();
-        let due: [number, { at: number; callback: () => void }] | undefined;
-        for (const entry of timers) {
-          if (entry[1].at <= end && (due === undefined || entry[1].at < due[1].at)) due = entry;
-        }
-        if (due === undefined) break;
-        timers.delete(due[0]);
-        now = due[1].at;
-        due[1].callback();
-      }
-      now = end;
-      await flush();
-    },
-  };
-}
 
 type Mode = 'ok' | 'fail' | 'hang';
 
