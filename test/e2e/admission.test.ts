@@ -86,7 +86,15 @@ describe('admission webhooks through kubectl', () => {
     delete env.KUBERNETES_SERVICE_HOST;
     manager = spawn(
       process.execPath,
-      ['--no-warnings', MAIN, '--webhook-port=0', '--cert-check-interval=1'],
+      [
+        '--no-warnings',
+        MAIN,
+        '--webhook-port=0',
+        '--cert-check-interval=1',
+        // Free ports, so that no other manager a test runs can be in the way.
+        '--metrics-bind-address=127.0.0.1:0',
+        '--health-probe-bind-address=127.0.0.1:0',
+      ],
       {
         env,
         stdio: ['ignore', 'pipe', 'pipe'],
