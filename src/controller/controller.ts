@@ -9,7 +9,7 @@ import {
   NATS_KIND,
   type Nats,
 } from '../api/nats.ts';
-import { requestJson, resourcePath, type KubeObject } from '../kube/api.ts';
+import { resourcePath, type KubeObject } from '../kube/api.ts';
 import type { Logger } from '../manager/log.ts';
 import type { CustomerDataCheck } from '../nats/customer-data.ts';
 import type { EventRecorder } from './events.ts';
@@ -75,18 +75,20 @@ function keyOf(namespace: string, name: string): string {
   return `${namespace}/${name}`;
 }
 
-async function destinationRulesServed(kc: KubeConfig): Promise<boolean> {
-  try {
-    const list = (await requestJson(kc, {
-      method: 'GET',
-      path: '/apis/networking.istio.io/v1',
-    })) as {
-      resources?: { name?: string }[];
-    };
-    return (list.resources ?? []).some((r) => r.name === 'destinationrules');
-  } catch {
-    return false;
-  }
+const DESTINATION_RULE_CRD = 'destinationrules.networking.istio.io';
+
+interface CustomResourceDefinition extends KubeObject {
+  spec?: { versions?: { name?: string; served?: boolean }[] };
+  status?: { conditions?: { type?: string; status?: string }[] };
+}
+
+/** Istio's DestinationRule v1 is served: the CRD exists, is established and serves v1. */
+function servesDestinationRuleV1(crd: CustomResourceDefinition | undefined): boolean {
+  if (crd === undefined) return false;
+  const established = (crd.status?.conditions ?? []).some(
+    (c) => c.type === 'Established' && c.status === 'True',
+  );
+  return established && (crd.spec?.versions ?? []).some((v) => v.name === 'v1' && v.served);
 }
 
 export function createNatsController(options: NatsControllerOptions): NatsController {
@@ -185,6 +187,47 @@ export function createNatsController(options: NatsControllerOptions): NatsContro
   };
   for (const kind of CHILD_KINDS) watchChildren(kind);
 
+  // Istio comes and goes: its DestinationRule CRD is watched by name, and with it the
+  // DestinationRule children. Each change re-reconciles, so the child appears or is forgotten.
+  let started = false;
+  const istioServed = (): boolean =>
+    servesDestinationRuleV1(istioCrdInformer.get(undefined, DESTINATION_RULE_CRD));
+  const enqueueAll = (): void => {
+    for (const nats of natsInformer.list()) {
+      enqueue(keyOf(nats.metadata.namespace ?? '', nats.metadata.name ?? ''));
+    }
+  };
+  const followIstio = (): void => {
+    if (!started) return;
+    const watched = childInformers.get(DESTINATION_RULE);
+    if (istioServed() && watched === undefined) {
+      watchChildren(DESTINATION_RULE);
+      childInformers
+        .get(DESTINATION_RULE)
+        ?.start()
+        .catch((error: unknown) => {
+          log.error('could not watch DestinationRules', { error });
+        });
+      log.info('Istio DestinationRules are served: managing them');
+    } else if (!istioServed() && watched !== undefined) {
+      watched.stop();
+      childInformers.delete(DESTINATION_RULE);
+      log.info('Istio DestinationRules are no longer served');
+    } else {
+      return;
+    }
+    enqueueAll();
+  };
+  const istioCrdInformer = createInformer<CustomResourceDefinition>(
+    kc,
+    {
+      path: '/apis/apiextensions.k8s.io/v1/customresourcedefinitions',
+      fieldSelector: `metadata.name=${DESTINATION_RULE_CRD}`,
+      ...informerOptions,
+    },
+    { add: followIstio, update: followIstio, delete: followIstio },
+  );
+
   const reconciler = new NatsReconciler({
     kc,
     settings,
@@ -195,26 +238,33 @@ export function createNatsController(options: NatsControllerOptions): NatsContro
     record: options.record,
     checkCustomerData: options.checkCustomerData,
     natsUrl: options.natsUrl,
+    istioPresent: istioServed,
     onWrite: (kind, verb) => metrics?.wrote(kind, verb),
     log,
   });
 
-  const informers = (): Informer<unknown>[] => [natsInformer, ...childInformers.values()];
+  const informers = (): Informer<unknown>[] => [
+    natsInformer,
+    istioCrdInformer,
+    ...childInformers.values(),
+  ];
 
   return {
     async start() {
-      // DestinationRules are watched when Istio is there at start; otherwise the reconciler
-      // still finds one by asking, it only cannot see it change.
-      if (await destinationRulesServed(kc)) watchChildren(DESTINATION_RULE);
-      await Promise.all(informers().map((informer) => informer.start()));
+      await istioCrdInformer.start();
+      if (istioServed()) watchChildren(DESTINATION_RULE);
+      await Promise.all(
+        informers()
+          .filter((informer) => informer !== istioCrdInformer)
+          .map((informer) => informer.start()),
+      );
+      started = true;
     },
     hasSynced: () => informers().every((informer) => informer.hasSynced()),
     run() {
       if (running) return;
       running = true;
-      for (const nats of natsInformer.list()) {
-        enqueue(keyOf(nats.metadata.namespace ?? '', nats.metadata.name ?? ''));
-      }
+      enqueueAll();
     },
     pause() {
       running = false;

@@ -27,6 +27,8 @@ export interface InformerOptions {
   readonly path: string;
   /** Only objects the server selects by this ever reach the store. */
   readonly labelSelector?: string;
+  /** Likewise, by field (`metadata.name=x`: one object, watched by name). */
+  readonly fieldSelector?: string;
   /** Longest silence accepted on an open request before it counts as stalled. Default 90 s. */
   readonly stallTimeoutMs?: number;
   /** After a relist, emit update for every object, not only for those that changed. */
@@ -302,6 +304,7 @@ export function createInformer<T extends KubeObject>(
         options.path,
         {
           labelSelector: options.labelSelector,
+          fieldSelector: options.fieldSelector,
           limit: String(pageSize),
           continue: continueToken,
         },
@@ -399,6 +402,7 @@ export function createInformer<T extends KubeObject>(
         allowWatchBookmarks: 'true',
         timeoutSeconds: String(timeoutSeconds),
         labelSelector: options.labelSelector,
+        fieldSelector: options.fieldSelector,
       });
     } catch (error) {
       return { kind: 'failed', delivered: false, error: toError(error) };

@@ -67,6 +67,8 @@ export interface ReconcilerDeps {
   /** The cache of a child kind, by `apiVersion/kind`; undefined when that kind is not watched. */
   readonly childCache: (apiVersionKind: string) => ObjectCache<KubeObject> | undefined;
   readonly record: EventRecorder;
+  /** Whether Istio's DestinationRule API is served (then a DestinationRule is a child). */
+  readonly istioPresent: () => boolean;
   readonly checkCustomerData: (url: string) => Promise<CustomerDataCheck>;
   /** Where NATS clients connect; the Service's cluster DNS name unless replaced (tests). */
   readonly natsUrl?: (nats: { name: string; namespace: string }) => string;
@@ -158,7 +160,7 @@ export class NatsReconciler {
         ? systemAccountPasswordFrom(existingSecret)
         : undefined;
     const desired = renderNats(input, {
-      istioPresent: await this.istioPresent(),
+      istioPresent: this.deps.istioPresent(),
       systemAccountPassword: keptPassword ?? generateSystemAccountPassword(),
       images: this.deps.settings.images,
       clusterDomain: this.deps.settings.clusterDomain,
@@ -387,20 +389,6 @@ export class NatsReconciler {
       })) as KubeObject;
     } catch (error) {
       if (isNotFound(error)) return undefined;
-      throw error;
-    }
-  }
-
-  /** Istio's DestinationRule API is served (asked each time: Istio comes and goes). */
-  private async istioPresent(): Promise<boolean> {
-    try {
-      const list = (await requestJson(this.deps.kc, {
-        method: 'GET',
-        path: '/apis/networking.istio.io/v1',
-      })) as { resources?: { name?: string }[] };
-      return (list.resources ?? []).some((r) => r.name === 'destinationrules');
-    } catch (error) {
-      if (isNotFound(error)) return false;
       throw error;
     }
   }

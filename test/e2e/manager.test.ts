@@ -10,6 +10,7 @@ import * as k8s from '@kubernetes/client-node';
 import { buildNatsCrd } from '../../src/api/crd.ts';
 import { requestJson, type KubeObject } from '../../src/kube/api.ts';
 import { ensureCrd } from '../../src/kube/crd.ts';
+import { createInformer } from '../../src/controller/informer.ts';
 import {
   DEFAULT_CONTROLLERS,
   startLocalPlane,
@@ -22,6 +23,8 @@ const run = promisify(execFile);
 const MAIN = new URL('../../src/manager/main.ts', import.meta.url).pathname;
 const SAMPLE = new URL('../../config/samples/nats.yaml', import.meta.url).pathname;
 const PRIORITY_CLASS = new URL('../../deploy/manager/priority-class.yaml', import.meta.url)
+  .pathname;
+const DESTINATION_RULE_CRD = new URL('../fixtures/destinationrule-crd.yaml', import.meta.url)
   .pathname;
 const NS = 'kyma-system';
 const MANAGED = 'app.kubernetes.io/managed-by=nats-manager';
@@ -218,18 +221,26 @@ describe('one manager', () => {
     await eventually('ready', async () =>
       (await httpGet(first.probePort, '/readyz')).status === 200 ? true : undefined,
     );
-    await kubectl(['apply', '-f', SAMPLE]);
-    // Kill as soon as the first child exists: the rest of the reconcile never happens.
-    const atKill = await eventually(
-      'the first child',
-      async () => {
-        const children = await managedChildren();
-        return children.length > 0 ? children : undefined;
+    // Kill the moment the first child (the ConfigMap) is seen on a watch, while the manager is
+    // still creating the others.
+    let killed = false;
+    const watch = createInformer<KubeObject>(
+      kc,
+      { path: `/api/v1/namespaces/${NS}/configmaps`, labelSelector: MANAGED },
+      {
+        add: () => {
+          if (killed) return;
+          killed = true;
+          first.child.kill('SIGKILL');
+        },
       },
-      30_000,
     );
-    first.child.kill('SIGKILL');
+    await watch.start();
+    await kubectl(['apply', '-f', SAMPLE]);
+    await eventually('the kill', () => (killed ? true : undefined));
     await exited(first.child);
+    watch.stop();
+    const atKill = await managedChildren();
     process.stdout.write(`[manager] killed with ${String(atKill.length)}/5 children created\n`);
 
     manager = await startManager();
@@ -325,6 +336,20 @@ describe('one manager', () => {
     expect(
       await kubectl(['get', 'nats', '-n', NS, 'eventing-nats', '-o', 'jsonpath={.status.state}']),
     ).toBe('Ready');
+  }, 60_000);
+
+  it('adds a DestinationRule once Istio is installed, and keeps it', async () => {
+    await kubectl(['apply', '-f', DESTINATION_RULE_CRD]);
+    const installed = Date.now();
+    const drName = 'destinationrule.networking.istio.io/eventing-nats';
+    const exists = async (): Promise<boolean> =>
+      (await kubectl(['get', 'destinationrules', '-n', NS, '-o', 'name'])).includes(drName);
+    await eventually('the DestinationRule', async () => ((await exists()) ? true : undefined));
+    process.stdout.write(
+      `[manager] DestinationRule created ${String(Date.now() - installed)} ms after Istio's CRD\n`,
+    );
+    await kubectl(['delete', 'destinationrule', 'eventing-nats', '-n', NS]);
+    await eventually('the DestinationRule back', async () => ((await exists()) ? true : undefined));
   }, 60_000);
 
   it('stops on SIGTERM: drains, closes its servers and exits 0', async () => {
