@@ -34,7 +34,8 @@ export async function connectCluster(env: NodeJS.ProcessEnv = process.env): Prom
       kc.loadFromCluster();
       return { kc, source };
     case 'embedded': {
-      const plane = await startLocalPlane();
+      // Killed parts of the plane come back, as they would under a kubelet.
+      const plane = await startLocalPlane({ restartOnExit: true });
       kc.loadFromFile(plane.kubeconfigPath);
       return { kc, source, plane };
     }

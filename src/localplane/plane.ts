@@ -44,7 +44,15 @@ export interface LocalPlaneOptions {
   readonly log?: Log;
   /** Keep the directory after stop (logs for a post-mortem). */
   readonly keepDir?: boolean;
+  /**
+   * Start a process of the plane again when it exits on its own (killed, crashed), as a kubelet
+   * restarts a control plane's static pods: for a plane people use by hand, where killing the
+   * API server to see what the manager makes of it is fair game.
+   */
+  readonly restartOnExit?: boolean;
 }
+
+const RESTART_DELAY_MS = 1_000;
 
 export const DEFAULT_CONTROLLERS = [
   'garbagecollector',
@@ -179,7 +187,10 @@ export async function startLocalPlane(options: LocalPlaneOptions = {}): Promise<
     if (stopped) return;
     stopped = true;
     process.off('exit', killOnExit);
-    for (const proc of [...processes].reverse()) await stopProcess(proc, 10_000);
+    for (const proc of [...processes].reverse()) {
+      stoppedOnPurpose.add(proc);
+      await stopProcess(proc, 10_000);
+    }
     if (options.keepDir !== true) rmSync(dir, { recursive: true, force: true });
   };
   // Last resort when the owner exits without stop(); the reaper covers kill -9.
@@ -190,6 +201,34 @@ export async function startLocalPlane(options: LocalPlaneOptions = {}): Promise<
   };
   process.on('exit', killOnExit);
 
+  // Processes stopped on purpose (stop(), restartApiServer()) are not started again.
+  const stoppedOnPurpose = new WeakSet<PlaneProcess>();
+  const supervise = (proc: PlaneProcess, restart: () => Promise<void>): void => {
+    if (options.restartOnExit !== true) return;
+    proc.child.once('exit', (code, signal) => {
+      if (stopped || stoppedOnPurpose.has(proc)) return;
+      log(`${proc.name} exited (${signal ?? String(code)}); starting it again`);
+      setTimeout(() => {
+        if (stopped) return;
+        restart().then(
+          () => {
+            log(`${proc.name} is back`);
+          },
+          (error: unknown) => {
+            log(`${proc.name} did not come back: ${String(error)}`);
+          },
+        );
+      }, RESTART_DELAY_MS).unref();
+    });
+  };
+  /** Starts a process into its slot of `processes` (stop order) and supervises it. */
+  const replace = (old: PlaneProcess, next: PlaneProcess, restart: () => Promise<void>): void => {
+    const slot = processes.indexOf(old);
+    if (slot >= 0) processes[slot] = next;
+    else processes.push(next);
+    supervise(next, restart);
+  };
+
   try {
     const pki = writePki(dir);
     const [etcdPort, etcdPeerPort, apiPort, kcmPort] = await Promise.all([
@@ -199,21 +238,31 @@ export async function startLocalPlane(options: LocalPlaneOptions = {}): Promise<
       freePort(),
     ]);
     const etcdUrl = `http://127.0.0.1:${String(etcdPort)}`;
-    const etcd = startProcess(dir, 'etcd', bins.etcd, [
-      `--data-dir=${join(dir, 'etcd')}`,
-      `--listen-client-urls=${etcdUrl}`,
-      `--advertise-client-urls=${etcdUrl}`,
-      `--listen-peer-urls=http://127.0.0.1:${String(etcdPeerPort)}`,
-      `--initial-advertise-peer-urls=http://127.0.0.1:${String(etcdPeerPort)}`,
-      `--initial-cluster=default=http://127.0.0.1:${String(etcdPeerPort)}`,
-      '--unsafe-no-fsync',
-      '--log-level=warn',
-    ]);
-    processes.push(etcd);
-    await waitFor(etcd, 'etcd health', async () => {
-      const res = await fetch(`${etcdUrl}/health`);
-      return res.ok && (await res.text()).includes('"health":"true"');
-    });
+    const startEtcd = (): PlaneProcess =>
+      startProcess(dir, 'etcd', bins.etcd, [
+        `--data-dir=${join(dir, 'etcd')}`,
+        `--listen-client-urls=${etcdUrl}`,
+        `--advertise-client-urls=${etcdUrl}`,
+        `--listen-peer-urls=http://127.0.0.1:${String(etcdPeerPort)}`,
+        `--initial-advertise-peer-urls=http://127.0.0.1:${String(etcdPeerPort)}`,
+        `--initial-cluster=default=http://127.0.0.1:${String(etcdPeerPort)}`,
+        '--unsafe-no-fsync',
+        '--log-level=warn',
+      ]);
+    const waitForEtcd = (proc: PlaneProcess): Promise<void> =>
+      waitFor(proc, 'etcd health', async () => {
+        const res = await fetch(`${etcdUrl}/health`);
+        return res.ok && (await res.text()).includes('"health":"true"');
+      });
+    let etcd = startEtcd();
+    const restartEtcd = async (): Promise<void> => {
+      const next = startEtcd();
+      replace(etcd, next, restartEtcd);
+      etcd = next;
+      await waitForEtcd(next);
+    };
+    replace(etcd, etcd, restartEtcd);
+    await waitForEtcd(etcd);
 
     const pkiPath = (name: string): string => join(dir, 'pki', name);
     const server = `https://127.0.0.1:${String(apiPort)}`;
@@ -243,16 +292,20 @@ export async function startLocalPlane(options: LocalPlaneOptions = {}): Promise<
         return (await httpsGet(`${server}/readyz`, adminTls)).status === 200;
       });
     let apiserver = startApiServer();
-    processes.push(apiserver);
+    const startAgain = async (): Promise<void> => {
+      const next = startApiServer();
+      replace(apiserver, next, startAgain);
+      apiserver = next;
+      await waitForApiServer(next);
+    };
+    replace(apiserver, apiserver, startAgain);
     await waitForApiServer(apiserver);
     const restartApiServer = async (): Promise<void> => {
       if (stopped) throw new Error('the local plane is stopped');
+      stoppedOnPurpose.add(apiserver);
       await stopProcess(apiserver, 10_000);
       // Same slot, so stop() still ends the controller manager before the API server.
-      const slot = processes.indexOf(apiserver);
-      apiserver = startApiServer();
-      processes[slot] = apiserver;
-      await waitForApiServer(apiserver);
+      await startAgain();
     };
 
     const kubeconfigPath = join(dir, 'kubeconfig');
@@ -269,24 +322,36 @@ export async function startLocalPlane(options: LocalPlaneOptions = {}): Promise<
           mode: 0o600,
         },
       );
-      const kcm = startProcess(dir, 'kube-controller-manager', bins['kube-controller-manager'], [
-        `--kubeconfig=${kcmKubeconfig}`,
-        '--leader-elect=false',
-        '--bind-address=127.0.0.1',
-        `--secure-port=${String(kcmPort)}`,
-        `--cert-dir=${join(dir, 'pki')}`,
-        `--controllers=${controllers.join(',')}`,
-        // Each controller acts as its own service account, as in a real cluster: admission
-        // webhooks that tell identities apart can only be tested truthfully this way.
-        '--use-service-account-credentials',
-        `--service-account-private-key-file=${pkiPath('sa.key')}`,
-        `--root-ca-file=${pkiPath('ca.crt')}`,
-        '--v=1',
-      ]);
-      processes.push(kcm);
-      await waitFor(kcm, 'kube-controller-manager /healthz', async () => {
-        return (await httpsGet(`https://127.0.0.1:${String(kcmPort)}/healthz`, {})).status === 200;
-      });
+      const startKcm = (): PlaneProcess =>
+        startProcess(dir, 'kube-controller-manager', bins['kube-controller-manager'], [
+          `--kubeconfig=${kcmKubeconfig}`,
+          '--leader-elect=false',
+          '--bind-address=127.0.0.1',
+          `--secure-port=${String(kcmPort)}`,
+          `--cert-dir=${join(dir, 'pki')}`,
+          `--controllers=${controllers.join(',')}`,
+          // Each controller acts as its own service account, as in a real cluster: admission
+          // webhooks that tell identities apart can only be tested truthfully this way.
+          '--use-service-account-credentials',
+          `--service-account-private-key-file=${pkiPath('sa.key')}`,
+          `--root-ca-file=${pkiPath('ca.crt')}`,
+          '--v=1',
+        ]);
+      const waitForKcm = (proc: PlaneProcess): Promise<void> =>
+        waitFor(proc, 'kube-controller-manager /healthz', async () => {
+          return (
+            (await httpsGet(`https://127.0.0.1:${String(kcmPort)}/healthz`, {})).status === 200
+          );
+        });
+      let kcm = startKcm();
+      const restartKcm = async (): Promise<void> => {
+        const next = startKcm();
+        replace(kcm, next, restartKcm);
+        kcm = next;
+        await waitForKcm(next);
+      };
+      replace(kcm, kcm, restartKcm);
+      await waitForKcm(kcm);
       if (controllers.includes('serviceaccount')) {
         // The default service account in `default` shows the controllers are really working.
         await waitFor(kcm, 'the default service account', async () => {
