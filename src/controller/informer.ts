@@ -33,7 +33,7 @@ export interface InformerOptions {
   readonly stallTimeoutMs?: number;
   /** After a relist, emit update for every object, not only for those that changed. */
   readonly resyncOnRelist?: boolean;
-  /** Between failed attempts. Default 200 ms doubling to 30 s, jittered down by up to half. */
+  /** Between failed attempts. Default 200 ms doubling to 5 s, jittered down by up to half. */
   readonly backoff?: Backoff;
   /**
    * Keep metadata.managedFields, dropped by default to save memory. A cache the reconciler
@@ -74,7 +74,9 @@ export interface Informer<T> {
 }
 
 const DEFAULT_STALL_TIMEOUT_MS = 90_000;
-const WATCH_BACKOFF: Backoff = { initialMs: 200, maxMs: 30_000 };
+// Capped low: a handful of watches retrying every few seconds costs an API server nothing, and
+// after an outage the caches (and the reverts they drive) are back within seconds.
+const WATCH_BACKOFF: Backoff = { initialMs: 200, maxMs: 5_000 };
 const DEFAULT_PAGE_SIZE = 500;
 // A watch that stayed open this long was healthy even if nothing happened: reconnect at once.
 const HEALTHY_STREAM_MS = 1_000;
