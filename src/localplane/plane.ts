@@ -229,6 +229,23 @@ export async function startLocalPlane(options: LocalPlaneOptions = {}): Promise<
     supervise(next, restart);
   };
 
+  /** Starts a process into its slot, waits until it is ready; supervised if asked. */
+  const run = async (
+    start: () => PlaneProcess,
+    ready: (proc: PlaneProcess) => Promise<void>,
+  ): Promise<{ current: () => PlaneProcess; startAgain: () => Promise<void> }> => {
+    let proc = start();
+    const startAgain = async (): Promise<void> => {
+      const next = start();
+      replace(proc, next, startAgain);
+      proc = next;
+      await ready(next);
+    };
+    replace(proc, proc, startAgain);
+    await ready(proc);
+    return { current: () => proc, startAgain };
+  };
+
   try {
     const pki = writePki(dir);
     const [etcdPort, etcdPeerPort, apiPort, kcmPort] = await Promise.all([
@@ -254,15 +271,7 @@ export async function startLocalPlane(options: LocalPlaneOptions = {}): Promise<
         const res = await fetch(`${etcdUrl}/health`);
         return res.ok && (await res.text()).includes('"health":"true"');
       });
-    let etcd = startEtcd();
-    const restartEtcd = async (): Promise<void> => {
-      const next = startEtcd();
-      replace(etcd, next, restartEtcd);
-      etcd = next;
-      await waitForEtcd(next);
-    };
-    replace(etcd, etcd, restartEtcd);
-    await waitForEtcd(etcd);
+    await run(startEtcd, waitForEtcd);
 
     const pkiPath = (name: string): string => join(dir, 'pki', name);
     const server = `https://127.0.0.1:${String(apiPort)}`;
@@ -291,21 +300,13 @@ export async function startLocalPlane(options: LocalPlaneOptions = {}): Promise<
       waitFor(proc, 'kube-apiserver /readyz', async () => {
         return (await httpsGet(`${server}/readyz`, adminTls)).status === 200;
       });
-    let apiserver = startApiServer();
-    const startAgain = async (): Promise<void> => {
-      const next = startApiServer();
-      replace(apiserver, next, startAgain);
-      apiserver = next;
-      await waitForApiServer(next);
-    };
-    replace(apiserver, apiserver, startAgain);
-    await waitForApiServer(apiserver);
+    const apiserver = await run(startApiServer, waitForApiServer);
     const restartApiServer = async (): Promise<void> => {
       if (stopped) throw new Error('the local plane is stopped');
-      stoppedOnPurpose.add(apiserver);
-      await stopProcess(apiserver, 10_000);
+      stoppedOnPurpose.add(apiserver.current());
+      await stopProcess(apiserver.current(), 10_000);
       // Same slot, so stop() still ends the controller manager before the API server.
-      await startAgain();
+      await apiserver.startAgain();
     };
 
     const kubeconfigPath = join(dir, 'kubeconfig');
@@ -343,18 +344,10 @@ export async function startLocalPlane(options: LocalPlaneOptions = {}): Promise<
             (await httpsGet(`https://127.0.0.1:${String(kcmPort)}/healthz`, {})).status === 200
           );
         });
-      let kcm = startKcm();
-      const restartKcm = async (): Promise<void> => {
-        const next = startKcm();
-        replace(kcm, next, restartKcm);
-        kcm = next;
-        await waitForKcm(next);
-      };
-      replace(kcm, kcm, restartKcm);
-      await waitForKcm(kcm);
+      const kcm = await run(startKcm, waitForKcm);
       if (controllers.includes('serviceaccount')) {
         // The default service account in `default` shows the controllers are really working.
-        await waitFor(kcm, 'the default service account', async () => {
+        await waitFor(kcm.current(), 'the default service account', async () => {
           const res = await httpsGet(
             `${server}/api/v1/namespaces/default/serviceaccounts/default`,
             adminTls,
