@@ -383,6 +383,105 @@ test('spec changes flow to the children, and a label taken out of the spec leave
   expect(systemAccountPasswordFrom(await getChild(secret))).toBe(password);
 });
 
+test('a child the API server refuses turns the state to Error with its reason, until it is accepted', async () => {
+  // A ValidatingAdmissionPolicy stands for anything that refuses a write: quota, policy engines.
+  const policy = `no-seven-${namespace}`;
+  await requestJson(kc, {
+    method: 'POST',
+    path: '/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies',
+    body: {
+      apiVersion: 'admissionregistration.k8s.io/v1',
+      kind: 'ValidatingAdmissionPolicy',
+      metadata: { name: policy },
+      spec: {
+        failurePolicy: 'Fail',
+        matchConstraints: {
+          resourceRules: [
+            {
+              apiGroups: ['apps'],
+              apiVersions: ['v1'],
+              operations: ['CREATE', 'UPDATE'],
+              resources: ['statefulsets'],
+            },
+          ],
+        },
+        validations: [
+          {
+            expression: 'object.spec.replicas != 7',
+            message: 'seven replicas are not allowed here',
+          },
+        ],
+      },
+    },
+  });
+  const bindingPath = '/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings';
+  await requestJson(kc, {
+    method: 'POST',
+    path: bindingPath,
+    body: {
+      apiVersion: 'admissionregistration.k8s.io/v1',
+      kind: 'ValidatingAdmissionPolicyBinding',
+      metadata: { name: policy },
+      spec: {
+        policyName: policy,
+        validationActions: ['Deny'],
+        matchResources: {
+          namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': namespace } },
+        },
+      },
+    },
+  });
+  try {
+    const statefulSet = childOf('StatefulSet');
+    // The policy is in force once a dry run of the same change is refused.
+    await eventually('the policy in force', async () => {
+      try {
+        await requestJson(kc, {
+          method: 'PATCH',
+          path: `${statefulSet.path(namespace)}/${statefulSet.name}`,
+          query: { dryRun: 'All' },
+          body: { spec: { replicas: 7 } },
+          contentType: 'application/merge-patch+json',
+        });
+        return undefined;
+      } catch {
+        return true;
+      }
+    });
+    await applyNats({ ...SPEC, cluster: { size: 7 } });
+    const failed = await natsWhere('state Error', (n) => n.status?.state === 'Error');
+    expect(condition(failed, 'StatefulSet')).toMatchObject({
+      status: 'False',
+      reason: 'FailedToSyncResources',
+    });
+    expect(condition(failed, 'StatefulSet')?.message).toContain(
+      'seven replicas are not allowed here',
+    );
+  } finally {
+    await requestJson(kc, { method: 'DELETE', path: `${bindingPath}/${policy}` });
+    await requestJson(kc, {
+      method: 'DELETE',
+      path: `/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies/${policy}`,
+    });
+  }
+  // Retried with backoff: once the API server accepts it, the change goes through.
+  await eventually(
+    'seven replicas',
+    async () => {
+      const sts = (await getChild(childOf('StatefulSet'))) as { spec?: { replicas?: number } };
+      return sts.spec?.replicas === 7 ? true : undefined;
+    },
+    60_000,
+  );
+  await natsWhere('state Processing', (n) => n.status?.state === 'Processing');
+  // Back to five, the size the deletion test's NATS servers are started for.
+  await applyNats({ ...SPEC, cluster: { size: 5 } });
+  await eventually('five replicas', async () => {
+    const sts = (await getChild(childOf('StatefulSet'))) as { spec?: { replicas?: number } };
+    return sts.spec?.replicas === 5 ? true : undefined;
+  });
+}, 120_000);
+
 test('a second NATS resource ends in Error/Forbidden, with no finalizer and no children', async () => {
   await applyNats(SPEC, 'second');
   const second = await eventually('second NATS refused', async () => {
