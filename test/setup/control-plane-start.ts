@@ -1,6 +1,9 @@
 // Jest global setup of the integration project: one real control plane for the whole run.
+import { readFileSync } from 'node:fs';
 import * as k8s from '@kubernetes/client-node';
+import { load } from 'js-yaml';
 import { buildNatsCrd } from '../../src/api/crd.ts';
+import type { KubeObject } from '../../src/kube/api.ts';
 import { ensureCrd } from '../../src/kube/crd.ts';
 import { startLocalPlane, type LocalPlane } from '../../src/localplane/plane.ts';
 import { TEST_KUBECONFIG_ENV } from '../support/kube.ts';
@@ -20,6 +23,14 @@ export default async function startControlPlane(): Promise<void> {
   const kc = new k8s.KubeConfig();
   kc.loadFromFile(plane.kubeconfigPath);
   await ensureCrd(kc, buildNatsCrd(), 'nats-manager-tests');
+  // Istio's DestinationRule too: suites that install it again find it known already.
+  await ensureCrd(
+    kc,
+    load(
+      readFileSync(new URL('../fixtures/destinationrule-crd.yaml', import.meta.url), 'utf8'),
+    ) as KubeObject,
+    'nats-manager-tests',
+  );
   process.stderr.write(
     `\n[localplane] up in ${String(Date.now() - started)} ms at ${plane.server} (kubeconfig ${plane.kubeconfigPath})\n`,
   );
