@@ -150,6 +150,13 @@ async function eventReasons(): Promise<string[]> {
   return list.items.map((e) => e.reason ?? '');
 }
 
+/** Events are recorded right after the write they tell of: wait for one, do not race it. */
+async function eventRecorded(reason: string): Promise<void> {
+  await eventually(`a ${reason} event`, async () =>
+    (await eventReasons()).includes(reason) ? true : undefined,
+  );
+}
+
 /** Reverted within the timeout, and how long it took. */
 async function timed(what: string, probe: () => Promise<boolean>): Promise<number> {
   const started = Date.now();
@@ -236,7 +243,8 @@ test('Ready once the StatefulSet has rolled out on pods in three zones', async (
     '--timeout=20s',
   ]);
   expect(stdout).toContain('condition met');
-  expect(await eventReasons()).toEqual(expect.arrayContaining(['Created', 'Ready']));
+  await eventRecorded('Created');
+  await eventRecorded('Ready');
 });
 
 test('a converged resource is left alone: no write while idle, none when reconciled again', async () => {
@@ -312,7 +320,7 @@ test('out-of-band edits of every child are put back', async () => {
 
   process.stdout.write(`[reconcile] edit reverted after (ms): ${JSON.stringify(timings)}\n`);
   for (const ms of Object.values(timings)) expect(ms).toBeLessThan(15_000);
-  expect(await eventReasons()).toContain('Restored');
+  await eventRecorded('Restored');
 });
 
 test('every deleted child comes back', async () => {
@@ -523,7 +531,7 @@ test('deletion waits while a real nats-server holds a customer stream, then clea
     message: 'Cannot delete NATS cluster as customer stream exists',
   });
   expect(blocked.metadata?.finalizers).toContain(NATS_FINALIZER);
-  expect(await eventReasons()).toContain('DeletionBlocked');
+  await eventRecorded('DeletionBlocked');
 
   await jsm.streams.delete('orders');
   await nc.close();
@@ -575,7 +583,7 @@ test('an object squatting a child name is reported, not taken over, and the loop
   const squatter = (await getChild(configMap)) as KubeObject & { data?: Record<string, string> };
   expect(squatter.data).toEqual({ mine: 'do not touch' });
   expect(squatter.metadata.ownerReferences).toBeUndefined();
-  expect(await eventReasons()).toContain('NameConflict');
+  await eventRecorded('NameConflict');
   // The other children are there meanwhile.
   expect(await getChild(childOf('StatefulSet'))).toBeDefined();
 
