@@ -202,11 +202,7 @@ export class NatsReconciler {
    */
   private async applyChild(target: Target, desired: KubeObject): Promise<KubeObject | 'conflict'> {
     const { namespace = target.namespace, name = '' } = desired.metadata;
-    const cached = this.deps
-      .childCache(`${desired.apiVersion}/${desired.kind}`)
-      ?.get(namespace, name);
-    // Not in the cache: absent, or present without our label (then the cache never sees it).
-    const live = cached ?? (await this.lookup(desired.apiVersion, desired.kind, namespace, name));
+    const live = await this.lookup(desired.apiVersion, desired.kind, namespace, name);
     if (live !== undefined && !ownedBy(live, target.uid)) return 'conflict';
     const drift = live === undefined ? undefined : findDrift(desired, live, FIELD_MANAGER);
     if (live !== undefined && drift === undefined) return live;
@@ -373,7 +369,10 @@ export class NatsReconciler {
     }
   }
 
-  /** An object read past the cache; undefined when it does not exist. */
+  /**
+   * A child from its cache, else from the API: not in the cache means absent, or present
+   * without our label (which the label-selected cache never sees). Undefined when absent.
+   */
   private async lookup(
     apiVersion: string,
     kind: string,
