@@ -3,16 +3,14 @@
 // webhooks: what the loop alone makes of a NATS resource, of out-of-band edits and deletes, of
 // spec changes, and of a deletion while a real nats-server still holds a customer stream.
 //
-// The tests run in order on one NATS resource, as its life would go.
-import { readFileSync } from 'node:fs';
-import { load } from 'js-yaml';
+// The tests run in order on one NATS resource, as its life would go. Istio's DestinationRule
+// CRD is installed by the integration setup, so the DestinationRule is one of the children.
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { NATS_FINALIZER, type Nats } from '../../src/api/nats.ts';
 import { createNatsController, type NatsController } from '../../src/controller/controller.ts';
 import { apiEventRecorder } from '../../src/controller/events.ts';
 import { requestJson, type KubeObject } from '../../src/kube/api.ts';
-import { ensureCrd } from '../../src/kube/crd.ts';
 import { ensureBinaries } from '../../src/localplane/binaries.ts';
 import type { Logger } from '../../src/manager/log.ts';
 import { checkCustomerData } from '../../src/nats/customer-data.ts';
@@ -167,14 +165,6 @@ async function timed(what: string, probe: () => Promise<boolean>): Promise<numbe
 const SPEC = { cluster: { size: 3 }, jetStream: { fileStorage: { size: '1Gi' } } };
 
 beforeAll(async () => {
-  // Istio's API is served, so the DestinationRule is one of the children.
-  await ensureCrd(
-    kc,
-    load(
-      readFileSync(new URL('../fixtures/destinationrule-crd.yaml', import.meta.url), 'utf8'),
-    ) as KubeObject,
-    'nats-manager-tests',
-  );
   // The pods' PriorityClass comes with deploy/; without it the StatefulSet gets no pods.
   await kubectl(['apply', '-f', PRIORITY_CLASS]);
   namespace = await createTestNamespace(kc, 'reconcile');
