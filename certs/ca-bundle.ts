@@ -2,7 +2,7 @@
 // certificate. The manager calls it on start and after every rotation; every replica may, so it
 // writes only when a webhook's caBundle differs, and with the resourceVersion it read.
 import type { KubeConfig } from '@kubernetes/client-node';
-import { KubeApiError, type KubeObject, requestJson, resourcePath } from '../src/kube/api.ts';
+import { isApiStatus, type KubeObject, requestJson, resourcePath } from '../src/kube/api.ts';
 
 export interface WebhookConfigurationNames {
   readonly mutating: readonly string[];
@@ -47,8 +47,7 @@ async function injectInto(
       return true;
     } catch (error) {
       // Another writer got in between (often another replica with the same bundle): re-read.
-      if (!(error instanceof KubeApiError && error.status === 409) || attempt >= MAX_WRITE_ATTEMPTS)
-        throw error;
+      if (!isApiStatus(error, 409) || attempt >= MAX_WRITE_ATTEMPTS) throw error;
     }
   }
 }

@@ -7,7 +7,7 @@
 // re-plans every minute. Polling rather than a watch: a silent watch would be a certificate that
 // quietly expires, and a GET a minute costs nothing.
 import type { KubeConfig } from '@kubernetes/client-node';
-import { KubeApiError, requestJson, resourcePath } from '../src/kube/api.ts';
+import { getObject, isApiStatus, requestJson, resourcePath } from '../src/kube/api.ts';
 import type { Logger } from '../src/manager/log.ts';
 import {
   type CertificatePlan,
@@ -72,10 +72,6 @@ function encode(data: SecretData): Record<string, string> {
   );
 }
 
-function isStatus(error: unknown, status: number): boolean {
-  return error instanceof KubeApiError && error.status === status;
-}
-
 function sameCertificate(a: ServingCertificate, b: ServingCertificate): boolean {
   return a.certPem === b.certPem && a.keyPem === b.keyPem && a.caPem === b.caPem;
 }
@@ -85,10 +81,7 @@ async function converge(options: SecretSourceOptions): Promise<CertificatePlan> 
   const { kc, namespace, secretName: name } = options;
   const path = resourcePath('v1', 'Secret', namespace, name);
   for (let attempt = 1; ; attempt++) {
-    const secret = (await requestJson(kc, { method: 'GET', path }).catch((error: unknown) => {
-      if (isStatus(error, 404)) return undefined;
-      throw error;
-    })) as SecretObject | undefined;
+    const secret = await getObject<SecretObject>(kc, path);
     const plan = planCertificates({
       data: secret && decode(secret),
       names: options.names,
@@ -106,7 +99,7 @@ async function converge(options: SecretSourceOptions): Promise<CertificatePlan> 
       return plan;
     } catch (error) {
       // 409: AlreadyExists on create, Conflict on update. Another replica wrote first.
-      if (!isStatus(error, 409) || attempt >= MAX_WRITE_ATTEMPTS) throw error;
+      if (!isApiStatus(error, 409) || attempt >= MAX_WRITE_ATTEMPTS) throw error;
       options.log?.info('another replica wrote the certificate Secret first: re-reading', {
         secret: `${namespace}/${name}`,
       });

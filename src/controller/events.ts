@@ -3,7 +3,7 @@
 // recorded, so an idle manager writes none.
 import type { KubeConfig } from '@kubernetes/client-node';
 import { NATS_API_VERSION, NATS_KIND } from '../api/nats.ts';
-import { requestJson } from '../kube/api.ts';
+import { kubeTime, requestJson } from '../kube/api.ts';
 import type { Logger } from '../manager/log.ts';
 
 export type EventType = 'Normal' | 'Warning';
@@ -33,7 +33,7 @@ export function buildEvent(
   now: Date,
   instance: string,
 ): Record<string, unknown> {
-  const time = now.toISOString().replace(/\.\d+Z$/, 'Z');
+  const time = kubeTime(now);
   return {
     apiVersion: 'v1',
     kind: 'Event',

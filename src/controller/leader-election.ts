@@ -11,7 +11,7 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { KubeConfig } from '@kubernetes/client-node';
-import { KubeApiError, requestJson, resourcePath } from '../kube/api.ts';
+import { getObject, isApiStatus, requestJson, resourcePath } from '../kube/api.ts';
 import { jsonLogger, type Logger } from '../manager/log.ts';
 import { systemClock, type Clock } from './work-queue.ts';
 
@@ -144,14 +144,7 @@ export function kubeLeaseStore(kc: KubeConfig, namespace: string, name: string):
   const apiVersion = 'coordination.k8s.io/v1';
   const path = resourcePath(apiVersion, 'Lease', namespace, name);
   return {
-    get: async () => {
-      try {
-        return (await requestJson(kc, { method: 'GET', path })) as Lease;
-      } catch (error) {
-        if (error instanceof KubeApiError && error.status === 404) return undefined;
-        throw error;
-      }
-    },
+    get: () => getObject<Lease>(kc, path),
     create: async (spec) =>
       (await requestJson(kc, {
         method: 'POST',
@@ -212,7 +205,7 @@ type Outcome =
   | { readonly kind: 'waiting'; readonly holder: string };
 
 function isConflict(error: unknown): boolean {
-  return error instanceof KubeApiError && error.status === 409;
+  return isApiStatus(error, 409);
 }
 
 /** The elector over any LeaseStore (the Kubernetes one is createLeaderElector). */

@@ -16,8 +16,9 @@ import {
   type NatsStatus,
 } from '../api/nats.ts';
 import {
-  KubeApiError,
   applyObject,
+  getObject,
+  isApiStatus,
   requestJson,
   resourcePath,
   type KubeObject,
@@ -34,6 +35,7 @@ import { findDrift } from './drift.ts';
 import type { EventRecorder, EventTarget, NatsEvent } from './events.ts';
 import {
   computeNatsStatus,
+  MIN_CLUSTER_SIZE,
   statusChanged,
   type ObservedStatefulSet,
   type ReconcileOutcome,
@@ -83,8 +85,11 @@ export interface ReconcileResult {
   readonly requeueAfterMs?: number;
 }
 
-function isNotFound(error: unknown): boolean {
-  return error instanceof KubeApiError && error.status === 404;
+/** `key=value,...`, the API's equality-based label selector. */
+function labelSelector(labels: Record<string, string>): string {
+  return Object.entries(labels)
+    .map(([key, value]) => `${key}=${value}`)
+    .join(',');
 }
 
 function natsPath(namespace: string, name: string, subresource = ''): string {
@@ -189,7 +194,7 @@ export class NatsReconciler {
       return { requeueAfterMs: this.deps.settings.recheckMs };
     }
     const zones =
-      statefulSet !== undefined && input.spec.cluster.size >= 3
+      statefulSet !== undefined && input.spec.cluster.size >= MIN_CLUSTER_SIZE
         ? await this.podZones(input.namespace, selectorLabels(input), input.spec.cluster.size)
         : undefined;
     await this.writeStatus(current, { kind: 'applied' }, { statefulSet, zones });
@@ -293,13 +298,10 @@ export class NatsReconciler {
   /** The StatefulSet's claims outlive it by design; a deleted NATS must not leave them behind. */
   private async deleteVolumeClaims(target: Target): Promise<void> {
     const input = natsRenderInput(target.nats);
-    const selector = Object.entries(selectorLabels(input))
-      .map(([key, value]) => `${key}=${value}`)
-      .join(',');
     const list = (await requestJson(this.deps.kc, {
       method: 'GET',
       path: `/api/v1/namespaces/${target.namespace}/persistentvolumeclaims`,
-      query: { labelSelector: selector },
+      query: { labelSelector: labelSelector(selectorLabels(input)) },
     })) as { items?: KubeObject[] };
     for (const claim of list.items ?? []) {
       const claimName = claim.metadata.name ?? '';
@@ -311,7 +313,7 @@ export class NatsReconciler {
         });
         target.log.info('deleted volume claim', { claim: claimName });
       } catch (error) {
-        if (!isNotFound(error)) throw error;
+        if (!isApiStatus(error, 404)) throw error;
       }
     }
   }
@@ -380,16 +382,7 @@ export class NatsReconciler {
     name: string,
   ): Promise<KubeObject | undefined> {
     const cached = this.deps.childCache(`${apiVersion}/${kind}`)?.get(namespace, name);
-    if (cached !== undefined) return cached;
-    try {
-      return (await requestJson(this.deps.kc, {
-        method: 'GET',
-        path: resourcePath(apiVersion, kind, namespace, name),
-      })) as KubeObject;
-    } catch (error) {
-      if (isNotFound(error)) return undefined;
-      throw error;
-    }
+    return cached ?? getObject(this.deps.kc, resourcePath(apiVersion, kind, namespace, name));
   }
 
   /**
@@ -404,23 +397,16 @@ export class NatsReconciler {
     const pods = (await requestJson(this.deps.kc, {
       method: 'GET',
       path: `/api/v1/namespaces/${namespace}/pods`,
-      query: {
-        labelSelector: Object.entries(selector)
-          .map(([key, value]) => `${key}=${value}`)
-          .join(','),
-      },
+      query: { labelSelector: labelSelector(selector) },
     })) as { items?: { spec?: { nodeName?: string } }[] };
     const nodeNames = (pods.items ?? []).map((pod) => pod.spec?.nodeName ?? '');
     if (nodeNames.length < size || nodeNames.includes('')) return undefined;
     const zoneOfNode = new Map<string, string>();
     for (const nodeName of new Set(nodeNames)) {
-      const node = (await requestJson(this.deps.kc, {
-        method: 'GET',
-        path: `/api/v1/nodes/${nodeName}`,
-      }).catch((error: unknown) => {
-        if (isNotFound(error)) return undefined;
-        throw error;
-      })) as { metadata?: { labels?: Record<string, string> } } | undefined;
+      const node = await getObject<{ metadata?: { labels?: Record<string, string> } }>(
+        this.deps.kc,
+        `/api/v1/nodes/${nodeName}`,
+      );
       const zone = node?.metadata?.labels?.[ZONE_LABEL];
       if (zone === undefined) return undefined;
       zoneOfNode.set(nodeName, zone);

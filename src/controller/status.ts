@@ -7,6 +7,7 @@ import {
   type NatsCondition,
   type NatsStatus,
 } from '../api/nats.ts';
+import { kubeTime } from '../kube/api.ts';
 import { clientUrl, objectNames } from '../render/names.ts';
 
 /** Below this size NATS does not run as a cluster, so zone spreading does not apply. */
@@ -62,11 +63,6 @@ interface ConditionDraft {
   readonly status: ConditionStatus;
   readonly reason: ConditionReason;
   readonly message: string;
-}
-
-/** Kubernetes writes metav1.Time with second precision. */
-function formatTime(date: Date): string {
-  return date.toISOString().replace(/\.\d+Z$/, 'Z');
 }
 
 /** Whether the StatefulSet has fully rolled out its current spec and every pod is ready. */
@@ -335,7 +331,7 @@ function toCondition(
 
 export function computeNatsStatus(input: StatusInput): NatsStatus {
   const { state, drafts, url } = compute(input);
-  const now = formatTime(input.now);
+  const now = kubeTime(input.now);
   const generation = input.nats.generation;
   const deletion = state === NatsState.Deleting || input.outcome.kind === 'deletionBlocked';
   // While deleting, the last URL and zone count still describe the cluster being torn down.

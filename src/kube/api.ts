@@ -30,6 +30,16 @@ export class KubeApiError extends Error {
   }
 }
 
+/** Whether the API answered `status` (404 not found, 409 conflict or already exists, ...). */
+export function isApiStatus(error: unknown, status: number): boolean {
+  return error instanceof KubeApiError && error.status === status;
+}
+
+/** metav1.Time as the API writes it: RFC 3339 with second precision. */
+export function kubeTime(date: Date): string {
+  return date.toISOString().replace(/\.\d+Z$/, 'Z');
+}
+
 export interface RequestOptions {
   readonly method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
   readonly path: string;
@@ -74,6 +84,19 @@ export async function requestJson(kc: KubeConfig, options: RequestOptions): Prom
     req.on('error', reject);
     req.end(payload);
   });
+}
+
+/** GET of one object; undefined when it does not exist. */
+export async function getObject<T = KubeObject>(
+  kc: KubeConfig,
+  path: string,
+): Promise<T | undefined> {
+  try {
+    return (await requestJson(kc, { method: 'GET', path })) as T;
+  } catch (error) {
+    if (isApiStatus(error, 404)) return undefined;
+    throw error;
+  }
 }
 
 interface ResourceInfo {

@@ -7,7 +7,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { load, loadAll } from 'js-yaml';
 import { issueCertificate } from '../../certs/x509.ts';
 import { buildNatsCrd } from '../api/crd.ts';
-import { applyObject, createObject, KubeApiError, type KubeObject } from '../kube/api.ts';
+import { applyObject, createObject, isApiStatus, type KubeObject } from '../kube/api.ts';
 import type { Cluster } from '../kube/cluster.ts';
 import { ensureCrd } from '../kube/crd.ts';
 import type { LocalPlane } from '../localplane/plane.ts';
@@ -135,7 +135,7 @@ async function createIfAbsent(kc: KubeConfig, object: KubeObject): Promise<void>
   try {
     await createObject(kc, object, { fieldManager: FIELD_MANAGER });
   } catch (error) {
-    if (!(error instanceof KubeApiError && error.status === 409)) throw error;
+    if (!isApiStatus(error, 409)) throw error;
   }
 }
 

@@ -2,7 +2,7 @@
 // bind each pod to a node (one per zone) and report it ready. The StatefulSet controller then
 // writes the rolled-out status itself.
 import type * as k8s from '@kubernetes/client-node';
-import { requestJson, type KubeObject } from '../../src/kube/api.ts';
+import { kubeTime, requestJson, type KubeObject } from '../../src/kube/api.ts';
 import { eventually } from './kube.ts';
 
 async function listPods(kc: k8s.KubeConfig, namespace: string): Promise<KubeObject[]> {
@@ -59,7 +59,7 @@ export async function runPods(
         target: { apiVersion: 'v1', kind: 'Node', name: nodes[index % nodes.length] },
       },
     });
-    const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+    const now = kubeTime(new Date());
     await requestJson(kc, {
       method: 'PATCH',
       path: `/api/v1/namespaces/${namespace}/pods/${podName}/status`,
