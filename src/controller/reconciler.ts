@@ -265,7 +265,6 @@ export class NatsReconciler {
   private async delete(target: Target): Promise<ReconcileResult> {
     const finalizers = target.nats.metadata?.finalizers ?? [];
     if (!finalizers.includes(NATS_FINALIZER)) return {};
-    await this.writeStatus(target, { kind: 'deleting' });
     const url = (this.deps.natsUrl ?? this.serviceUrl.bind(this))(target);
     const check = await this.deps.checkCustomerData(url);
     if (check.kind === 'blocked' || check.kind === 'error') {
@@ -273,6 +272,7 @@ export class NatsReconciler {
         check.kind === 'blocked'
           ? check.message
           : `Cannot delete NATS cluster: checking it for customer streams failed: ${check.error}`;
+      // Written only when it changes: a deletion blocked for hours writes nothing on rechecks.
       await this.writeStatus(target, { kind: 'deletionBlocked', message });
       return { requeueAfterMs: this.deps.settings.recheckMs };
     }
@@ -282,9 +282,10 @@ export class NatsReconciler {
         error: check.error,
       });
     }
+    const latest = await this.writeStatus(target, { kind: 'deleting' });
     await this.deleteVolumeClaims(target);
     await this.patchFinalizers(
-      target.nats,
+      latest,
       finalizers.filter((f) => f !== NATS_FINALIZER),
     );
     target.log.info('finalizer removed; the children go by garbage collection');
@@ -336,11 +337,15 @@ export class NatsReconciler {
     })) as Nats;
   }
 
+  /**
+   * Writes the status when it changed; returns the resource as now stored, so that a write
+   * after it carries the current resourceVersion instead of meeting a conflict.
+   */
   private async writeStatus(
     target: Target,
     outcome: ReconcileOutcome,
     observed: { statefulSet?: ObservedStatefulSet; zones?: readonly string[] } = {},
-  ): Promise<void> {
+  ): Promise<Nats> {
     const { nats } = target;
     const previous = nats.status;
     const next = computeNatsStatus({
@@ -358,17 +363,18 @@ export class NatsReconciler {
       zones: observed.zones,
       size: natsSize(nats),
     });
-    if (!statusChanged(previous, next)) return;
+    if (!statusChanged(previous, next)) return nats;
     this.deps.onWrite?.(NATS_KIND, 'status');
-    await requestJson(this.deps.kc, {
+    const written = (await requestJson(this.deps.kc, {
       method: 'PUT',
       path: natsPath(target.namespace, target.name, '/status'),
       body: { ...nats, apiVersion: NATS_API_VERSION, kind: NATS_KIND, status: next },
-    });
+    })) as Nats;
     target.log.info('status written', { state: next.state });
     if (previous?.state !== next.state || outcome.kind === 'deletionBlocked') {
       await this.deps.record(target, stateEvent(next, outcome));
     }
+    return written;
   }
 
   /**
