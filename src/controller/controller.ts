@@ -21,9 +21,9 @@ export type ReconcileResultLabel = 'success' | 'error' | 'requeue';
 
 /** What the loop reports; the manager turns it into Prometheus metrics. */
 export interface ControllerMetrics {
-  reconciled(result: ReconcileResultLabel, seconds: number): void;
-  watchRestarted(resource: string, reason: RestartReason): void;
-  wrote(kind: string, verb: WriteVerb): void;
+  recordReconcile(result: ReconcileResultLabel, seconds: number): void;
+  recordWatchRestart(resource: string, reason: RestartReason): void;
+  recordWrite(kind: string, verb: WriteVerb): void;
 }
 
 export interface NatsControllerOptions {
@@ -75,6 +75,10 @@ function keyOf(namespace: string, name: string): string {
   return `${namespace}/${name}`;
 }
 
+function natsKey(nats: KubeObject): string {
+  return keyOf(nats.metadata.namespace ?? '', nats.metadata.name ?? '');
+}
+
 const DESTINATION_RULE_CRD = 'destinationrules.networking.istio.io';
 
 interface CustomResourceDefinition extends KubeObject {
@@ -106,12 +110,12 @@ export function createNatsController(options: NatsControllerOptions): NatsContro
         const seconds = (performance.now() - started) / 1000;
         if (result.requeueAfterMs !== undefined) {
           queue.addAfter(key, result.requeueAfterMs);
-          metrics?.reconciled('requeue', seconds);
+          metrics?.recordReconcile('requeue', seconds);
         } else {
-          metrics?.reconciled('success', seconds);
+          metrics?.recordReconcile('success', seconds);
         }
       } catch (error) {
-        metrics?.reconciled('error', (performance.now() - started) / 1000);
+        metrics?.recordReconcile('error', (performance.now() - started) / 1000);
         throw error;
       }
     },
@@ -122,6 +126,12 @@ export function createNatsController(options: NatsControllerOptions): NatsContro
   const enqueue = (key: string): void => {
     if (running) queue.add(key);
   };
+  const reportRestarts =
+    (resource: string) =>
+    (reason: RestartReason, error: Error): void => {
+      metrics?.recordWatchRestart(resource, reason);
+      log.info('watch reopened', { resource, reason, error: error.message });
+    };
 
   const natsInformer: Informer<Nats & KubeObject> = createInformer<Nats & KubeObject>(
     kc,
@@ -134,15 +144,12 @@ export function createNatsController(options: NatsControllerOptions): NatsContro
     },
     {
       add: (nats) => {
-        enqueue(keyOf(nats.metadata.namespace ?? '', nats.metadata.name ?? ''));
+        enqueue(natsKey(nats));
       },
       update: (nats) => {
-        enqueue(keyOf(nats.metadata.namespace ?? '', nats.metadata.name ?? ''));
+        enqueue(natsKey(nats));
       },
-      onRestart: (reason, error) => {
-        metrics?.watchRestarted('nats', reason);
-        log.info('watch reopened', { resource: 'nats', reason, error: error.message });
-      },
+      onRestart: reportRestarts('nats'),
     },
   );
 
@@ -177,10 +184,7 @@ export function createNatsController(options: NatsControllerOptions): NatsContro
           add: enqueueOwner,
           update: enqueueOwner,
           delete: enqueueOwner,
-          onRestart: (reason, error) => {
-            metrics?.watchRestarted(resource, reason);
-            log.info('watch reopened', { resource, reason, error: error.message });
-          },
+          onRestart: reportRestarts(resource),
         },
       ),
     );
@@ -193,9 +197,7 @@ export function createNatsController(options: NatsControllerOptions): NatsContro
   const istioServed = (): boolean =>
     servesDestinationRuleV1(istioCrdInformer.get(undefined, DESTINATION_RULE_CRD));
   const enqueueAll = (): void => {
-    for (const nats of natsInformer.list()) {
-      enqueue(keyOf(nats.metadata.namespace ?? '', nats.metadata.name ?? ''));
-    }
+    for (const nats of natsInformer.list()) enqueue(natsKey(nats));
   };
   const followIstio = (): void => {
     if (!started) return;
@@ -225,7 +227,12 @@ export function createNatsController(options: NatsControllerOptions): NatsContro
       fieldSelector: `metadata.name=${DESTINATION_RULE_CRD}`,
       ...informerOptions,
     },
-    { add: followIstio, update: followIstio, delete: followIstio },
+    {
+      add: followIstio,
+      update: followIstio,
+      delete: followIstio,
+      onRestart: reportRestarts('customresourcedefinition'),
+    },
   );
 
   const reconciler = new NatsReconciler({
@@ -239,7 +246,7 @@ export function createNatsController(options: NatsControllerOptions): NatsContro
     checkCustomerData: options.checkCustomerData,
     natsUrl: options.natsUrl,
     istioPresent: istioServed,
-    onWrite: (kind, verb) => metrics?.wrote(kind, verb),
+    onWrite: (kind, verb) => metrics?.recordWrite(kind, verb),
     log,
   });
 

@@ -93,18 +93,8 @@ async function main(): Promise<void> {
     },
     log,
     record: apiEventRecorder(identity.kc, hostname(), log),
-    checkCustomerData: (url) => checkCustomerData(url),
-    metrics: {
-      reconciled: (result, seconds) => {
-        metrics.recordReconcile(result, seconds);
-      },
-      watchRestarted: (resource, reason) => {
-        metrics.recordWatchRestart(resource, reason);
-      },
-      wrote: (kind, verb) => {
-        metrics.recordWrite(kind, verb);
-      },
-    },
+    checkCustomerData,
+    metrics,
   });
   metrics.trackQueue(() => controller.queueStats());
   const endpoints = await startEndpoints({

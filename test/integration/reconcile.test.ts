@@ -183,11 +183,11 @@ beforeAll(async () => {
     checkCustomerData: (url) => checkCustomerData(url, { timeoutMs: 2_000 }),
     natsUrl: () => natsUrl,
     metrics: {
-      reconciled: () => {
+      recordReconcile: () => {
         reconciles += 1;
       },
-      watchRestarted: () => undefined,
-      wrote: (kind, verb) => writes.push(`${verb} ${kind}`),
+      recordWatchRestart: () => undefined,
+      recordWrite: (kind, verb) => writes.push(`${verb} ${kind}`),
     },
   });
   await controller.start();
