@@ -1,11 +1,8 @@
-// Defaulting of a NATS spec exactly as the apiserver does it from the CRD schema, plus the one
-// default only the controller knows (the file-storage size). Schema defaults are read from
-// natsSpecSchema, never restated here.
+// Defaulting of a NATS spec exactly as the apiserver does it from the CRD schema. Schema defaults
+// are read from natsSpecSchema, never restated here. The file-storage size has none: it is
+// resolved when rendering (storage.ts) and never persisted, so that it can still be set later.
 import type { DefaultedNatsSpec } from './nats.ts';
 import { natsSpecSchema } from './nats-schema.ts';
-
-/** File-storage size the controller uses when the spec has none; not a schema default. */
-export const FILE_STORAGE_SIZE_DEFAULT = '1Gi';
 
 interface SchemaNode {
   readonly default?: unknown;
@@ -73,16 +70,9 @@ function applySchemaDefaults(value: unknown, schema: SchemaNode): unknown {
   return result;
 }
 
-function applyControllerDefaults(spec: Record<string, unknown>): void {
-  const jetStream = spec.jetStream;
-  if (!isPlainObject(jetStream)) return;
-  const fileStorage = jetStream.fileStorage;
-  if (isPlainObject(fileStorage)) fileStorage.size ??= FILE_STORAGE_SIZE_DEFAULT;
-}
-
 /**
- * The spec with every default applied: the CRD schema defaults, as the apiserver applies them,
- * and `jetStream.fileStorage.size` 1Gi. Set values (including `false` and `0`) are kept; the
+ * The spec with every default applied: the CRD schema defaults, as the apiserver applies them
+ * (no file-storage size: see storage.ts). Set values (including `false` and `0`) are kept; the
  * input is not mutated; applying it twice gives the same result. `undefined` or `null` stands
  * for an absent spec. Values of the wrong type are left as they are, so validate the spec
  * (validateNatsSpec) before trusting the result's type.
@@ -94,7 +84,6 @@ export function defaultNatsSpec(spec: unknown): DefaultedNatsSpec {
   if (!isPlainObject(result)) {
     throw new TypeError(`NATS spec must be an object, got ${describeType(spec)}`);
   }
-  applyControllerDefaults(result);
   return result as DefaultedNatsSpec;
 }
 

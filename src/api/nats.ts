@@ -36,10 +36,8 @@ export type NatsSpec = FromSchema<
   { keepDefaultedPropertiesOptional: true }
 >;
 
-/** Schema defaults make their fields required; the controller's file-storage size is added. */
-export type DefaultedNatsSpec = FromSchema<Closed<typeof natsSpecSchema>> & {
-  jetStream: { fileStorage: { size: Quantity } };
-};
+/** Schema defaults make their fields required; the file-storage size stays optional. */
+export type DefaultedNatsSpec = FromSchema<Closed<typeof natsSpecSchema>>;
 
 export type NatsStatus = FromSchema<Closed<typeof natsStatusSchema>>;
 export type NatsCondition = NonNullable<NatsStatus['conditions']>[number];

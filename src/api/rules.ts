@@ -7,7 +7,14 @@
 // Verdicts agree with the CRD: the apiserver applies schema defaults before admission, so the
 // rules read the defaulted spec, exactly what CEL sees.
 import { defaultNatsSpec } from './defaults.ts';
+import { MAX_STORE_BYTES as MAX_STORE_TEXT, MESSAGES, QUANTITY_PATTERN } from './nats-schema.ts';
 import { QuantityError, compareQuantities, parseQuantity, type Quantity } from './quantity.ts';
+import {
+  belowProviderMinimum,
+  fileStorageSizeDefault,
+  fileStorageSizeMinimum,
+  isUnsetSize,
+} from './storage.ts';
 import { validateNatsSpec, type FieldError } from './validator.ts';
 
 export type Operation = 'CREATE' | 'UPDATE' | 'DELETE';
@@ -16,6 +23,16 @@ export type Operation = 'CREATE' | 'UPDATE' | 'DELETE';
 export interface ServedNats {
   readonly natsName: string;
   readonly natsNamespace: string;
+  /**
+   * The cloud provider (kube-system/shoot-info), read by the caller: some have a minimum volume
+   * size. A function so that the reading stays outside; undefined when unknown.
+   */
+  readonly provider?: () => string | undefined;
+  /**
+   * Rules on the children rendered from the resource (src/render/limits.ts), which this layer
+   * cannot import: the caller passes them in.
+   */
+  readonly childRules?: ChildRules;
 }
 
 /** Kubernetes' field.ErrorType values, which are also the StatusCause reasons. */
@@ -79,7 +96,7 @@ function fieldError(
   return { ...parts, message: formatFieldError(parts) };
 }
 
-const invalid = (path: string, value: unknown, detail: string): NatsFieldError =>
+export const invalid = (path: string, value: unknown, detail: string): NatsFieldError =>
   fieldError('FieldValueInvalid', path, detail, value);
 const required = (path: string, detail: string): NatsFieldError =>
   fieldError('FieldValueRequired', path, detail);
@@ -172,8 +189,15 @@ function jsonEqual(a: unknown, b: unknown): boolean {
   );
 }
 
+const BOUNDED_QUANTITY = new RegExp(QUANTITY_PATTERN);
+
+/**
+ * The quantity, for the rules that compare: as the CRD's CEL rules, only strings the bounded
+ * pattern admits are parsed; the schema error already reports the others.
+ */
 function parsed(value: unknown): Quantity | undefined {
   if (typeof value !== 'string' && typeof value !== 'number') return undefined;
+  if (typeof value === 'string' && !BOUNDED_QUANTITY.test(value)) return undefined;
   try {
     return parseQuantity(value);
   } catch (err) {
@@ -221,10 +245,8 @@ const STORAGE_CLASS = `${FILE_STORAGE}.storageClassName`;
 const RESOURCES = 'spec.resources';
 
 // nats-server reads store sizes into an int64.
-const MAX_STORE_BYTES = parseQuantity('9223372036854775807');
-const ZERO = parseQuantity(0);
-const TOO_LARGE =
-  'must be at most 9223372036854775807 bytes, the largest store nats-server accepts';
+const MAX_STORE_BYTES = parseQuantity(MAX_STORE_TEXT);
+const TOO_LARGE = MESSAGES.storeTooLarge;
 
 interface RuleInput {
   readonly op: Operation;
@@ -234,35 +256,33 @@ interface RuleInput {
   /** The spec as sent, for what defaulting would hide (a removed file-storage size). */
   readonly rawSpec: unknown;
   readonly rawOldSpec: unknown;
+  readonly provider: string | undefined;
 }
 
 function clusterSizeRules({ spec, old }: RuleInput): ScopedError[] {
   const size = at(spec, 'cluster', 'size');
   if (typeof size !== 'number' || !Number.isInteger(size)) return [];
   const errors: ScopedError[] = [];
-  if (size % 2 === 0)
-    errors.push(scoped(invalid(CLUSTER_SIZE, size, 'size only accepts odd numbers')));
+  if (size % 2 === 0) errors.push(scoped(invalid(CLUSTER_SIZE, size, MESSAGES.sizeOdd)));
   const oldSize = at(old, 'cluster', 'size');
   if (typeof oldSize === 'number' && oldSize > 1 && size === 1) {
-    errors.push(
-      scoped(invalid(CLUSTER_SIZE, size, 'size cannot be set to 1 once it was greater than 1')),
-    );
+    errors.push(scoped(invalid(CLUSTER_SIZE, size, MESSAGES.sizeNotToOne)));
   }
   return errors;
 }
 
+// As the CRD's rule, which is the Go manager's: the integer 0 is refused while enabled; a zero
+// quantity string is how its clients send an unset size, and means the default.
 function memStorageRules({ spec }: RuleInput): ScopedError[] {
-  if (at(spec, 'jetStream', 'memStorage', 'enabled') !== true) return [];
   const size = at(spec, 'jetStream', 'memStorage', 'size');
-  const quantity = parsed(size);
-  if (quantity === undefined) return [];
-  if (compareQuantities(quantity, ZERO) <= 0) {
-    const detail = 'memStorage can only be enabled with a size greater than 0';
-    return [scoped(invalid(MEM_SIZE, size, detail), MEM_STORAGE)];
+  const errors: ScopedError[] = [];
+  if (at(spec, 'jetStream', 'memStorage', 'enabled') === true && size === 0) {
+    errors.push(scoped(invalid(MEM_SIZE, size, MESSAGES.memStorageSize), MEM_STORAGE));
   }
-  if (compareQuantities(quantity, MAX_STORE_BYTES) > 0)
-    return [scoped(invalid(MEM_SIZE, size, TOO_LARGE))];
-  return [];
+  const quantity = parsed(size);
+  if (quantity !== undefined && compareQuantities(quantity, MAX_STORE_BYTES) > 0)
+    errors.push(scoped(invalid(MEM_SIZE, size, TOO_LARGE)));
+  return errors;
 }
 
 function storageClassRules({ spec, old }: RuleInput): ScopedError[] {
@@ -270,40 +290,55 @@ function storageClassRules({ spec, old }: RuleInput): ScopedError[] {
   const oldClassName = at(old, 'jetStream', 'fileStorage', 'storageClassName');
   if (typeof className !== 'string' || typeof oldClassName !== 'string') return [];
   if (className === oldClassName) return [];
-  const detail = `storageClassName is immutable once set (it is ${JSON.stringify(oldClassName)})`;
+  const detail = `${MESSAGES.fileStorageImmutable}: storageClassName cannot change (it is ${JSON.stringify(oldClassName)})`;
   return [scoped(invalid(STORAGE_CLASS, className, detail))];
 }
 
-// Read from the specs as sent: defaulting would fill in the controller's 1Gi. A size that was
-// absent may be set later (upstream once refused that by mistake).
+/**
+ * Whether a stored size fixed the claims: parseable, above zero, within the maximum. A zero size
+ * means unset, and one the rules refuse today may have been stored under older ones; neither
+ * leaves the resource stuck, as the CRD's rule says too.
+ */
+function isRealSize(size: unknown): boolean {
+  const quantity = parsed(size);
+  return (
+    quantity !== undefined &&
+    quantity.coefficient > 0n &&
+    compareQuantities(quantity, MAX_STORE_BYTES) <= 0
+  );
+}
+
+// Read from the specs as sent. A size that was absent or zero may be set later (upstream once
+// refused that by mistake); a real size may grow but not shrink.
 function fileSizeChangeRules({ rawSpec, rawOldSpec }: RuleInput): ScopedError[] {
   const oldSize = at(rawOldSpec, 'jetStream', 'fileStorage', 'size');
-  if (oldSize === undefined || oldSize === null) return [];
+  if (!isRealSize(oldSize)) return [];
   const size = at(rawSpec, 'jetStream', 'fileStorage', 'size');
   if (size === undefined || size === null) {
-    const detail = `fileStorage.size cannot be removed once set (it is ${show(oldSize)})`;
+    const detail = `${MESSAGES.fileStorageImmutable}: size cannot be removed (it is ${show(oldSize)})`;
     return [scoped(required(FILE_SIZE, detail), FILE_STORAGE)];
   }
   const [quantity, oldQuantity] = [parsed(size), parsed(oldSize)];
   if (quantity === undefined || oldQuantity === undefined) return [];
-  if (compareQuantities(quantity, oldQuantity) === 0) return [];
-  const detail = `fileStorage.size is immutable once set (it is ${show(oldSize)})`;
+  // Growing is judged live (webhooks/storage-growth-check.ts): only the StorageClass can tell.
+  if (compareQuantities(quantity, oldQuantity) >= 0) return [];
+  const detail = `${MESSAGES.fileStorageShrink} (it is ${show(oldSize)})`;
   return [scoped(invalid(FILE_SIZE, size, detail))];
 }
 
-function fileSizeRules({ rawSpec }: RuleInput): ScopedError[] {
+function fileSizeRules({ rawSpec, provider }: RuleInput): ScopedError[] {
   const size = at(rawSpec, 'jetStream', 'fileStorage', 'size');
   const quantity = parsed(size);
   if (quantity === undefined) return [];
-  if (compareQuantities(quantity, ZERO) <= 0) {
-    return [
-      scoped(
-        invalid(FILE_SIZE, size, 'must be greater than zero: it is the size of a volume claim'),
-      ),
-    ];
-  }
   if (compareQuantities(quantity, MAX_STORE_BYTES) > 0)
     return [scoped(invalid(FILE_SIZE, size, TOO_LARGE))];
+  if (belowProviderMinimum(size, provider)) {
+    const minimum = fileStorageSizeMinimum(provider) ?? '';
+    const detail =
+      `must be at least ${minimum} on ${provider ?? ''}, the smallest volume it provisions ` +
+      `(leave it unset or "0" for ${minimum})`;
+    return [scoped(invalid(FILE_SIZE, size, detail))];
+  }
   return [];
 }
 
@@ -361,14 +396,25 @@ function quantityRules(rawSpec: unknown, schemaErrorPaths: ReadonlySet<string>):
   return errors;
 }
 
+/** The Go manager's words for a NATS resource besides the served one, which its users look for. */
+export function singleInstanceMessage(
+  served: Pick<ServedNats, 'natsName' | 'natsNamespace'>,
+): string {
+  return (
+    `Only a single NATS CR with name: ${served.natsName} and namespace: ` +
+    `${served.natsNamespace} is allowed to be created in a Kyma cluster.`
+  );
+}
+
 function singleInstanceRule(object: unknown, served: ServedNats): ScopedError[] {
   const name = at(object, 'metadata', 'name');
   const namespace = at(object, 'metadata', 'namespace');
   if (name === served.natsName && namespace === served.natsNamespace) return [];
   const path = name === served.natsName ? 'metadata.namespace' : 'metadata.name';
+  // Ours, then the Go manager's own words, which its users look for.
   const detail =
     `the NATS Manager serves only one NATS resource, ${served.natsNamespace}/${served.natsName}; ` +
-    'any other would never be reconciled';
+    `any other would never be reconciled. ${singleInstanceMessage(served)}`;
   return [scoped(forbidden(path, detail))];
 }
 
@@ -396,26 +442,9 @@ function metadataMapRules({ spec }: RuleInput): ScopedError[] {
     const map = at(spec, field);
     if (!isObject(map)) continue;
     const path = `spec.${field}`;
-    for (const [key, value] of Object.entries(map)) {
+    for (const key of Object.keys(map)) {
       const keyProblem = qualifiedNameProblem(key);
       if (keyProblem !== undefined) errors.push(scoped(invalid(path, key, keyProblem), path));
-      if (
-        field === 'labels' &&
-        typeof value === 'string' &&
-        value !== '' &&
-        (value.length > 63 || !NAME_PART.test(value))
-      ) {
-        errors.push(
-          scoped(
-            invalid(
-              `${path}[${key}]`,
-              value,
-              "a label value must be empty or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (at most 63)",
-            ),
-            path,
-          ),
-        );
-      }
     }
   }
   return errors;
@@ -440,7 +469,7 @@ function show(value: unknown): string {
     : JSON.stringify(value);
 }
 
-function warningsFor(spec: JsonObject): string[] {
+function warningsFor(spec: JsonObject, provider: string | undefined): string[] {
   const warnings: string[] = [];
   const size = at(spec, 'cluster', 'size');
   if (size === 1) {
@@ -460,12 +489,17 @@ function warningsFor(spec: JsonObject): string[] {
         `(${show(memoryLimit)}): a server whose memory store fills up is OOM-killed`,
     );
   }
-  const fileSize = at(spec, 'jetStream', 'fileStorage', 'size');
+  const specFileSize = at(spec, 'jetStream', 'fileStorage', 'size');
+  const fileSize =
+    specFileSize === undefined || isUnsetSize(specFileSize)
+      ? fileStorageSizeDefault(provider)
+      : specFileSize;
   const fileQuantity = parsed(fileSize);
   if (memQuantity && fileQuantity && compareQuantities(fileQuantity, memQuantity) < 0) {
     warnings.push(
       `${FILE_SIZE} (${show(fileSize)}) is smaller than ${MEM_SIZE} (${show(memSize)}), ` +
-        'so JetStream gets less room on disk than in memory; fileStorage.size cannot change once set',
+        'so JetStream gets less room on disk than in memory; raising fileStorage.size later needs a ' +
+        'StorageClass that allows volume expansion',
     );
   }
   return warnings;
@@ -487,6 +521,17 @@ function semanticErrors(
 }
 
 /**
+ * Rules that need more than the API: what the children rendered from the resource would be
+ * (src/render/limits.ts). Called with the defaulted spec once the schema found no error.
+ */
+export type ChildRules = (resource: {
+  readonly name: string;
+  readonly namespace: string;
+  readonly spec: JsonObject;
+  readonly provider: string | undefined;
+}) => NatsFieldError[];
+
+/**
  * Whether a NATS resource may be created, updated or deleted as requested, with every violation
  * at once and warnings for risky but legal specs. `object` and `oldObject` are the review's
  * (oldObject only for UPDATE). Deletion is always allowed: the manager's deletion flow, not
@@ -505,28 +550,52 @@ export function validateNatsChange(
   const rawSpec = object.spec;
   const rawOldSpec = op === 'UPDATE' ? at(oldObject, 'spec') : undefined;
   const spec = defaultedSpec(rawSpec);
-  // A null field is absent to the apiserver: defaulted or pruned before validation.
-  const schemaErrors = validateNatsSpec(rawSpec === null ? undefined : withoutNulls(rawSpec)).map(
-    (error) => scoped(fromSchemaError(error, object)),
-  );
+  const schemaErrors = schemaErrorsOf(rawSpec, object);
   const old = op === 'UPDATE' ? defaultedSpec(rawOldSpec) : undefined;
-  const input = spec && { op, spec, old, rawSpec, rawOldSpec };
+  const input = spec && { op, spec, old, rawSpec, rawOldSpec, provider: served.provider?.() };
   const ruleErrors = input
     ? semanticErrors(input, object, served, new Set(schemaErrors.map((e) => e.error.path)))
     : [];
-  const all = [...schemaErrors, ...ruleErrors];
-  const kept =
-    op === 'UPDATE'
-      ? all.filter(
-          ({ scope }) => !jsonEqual(valueAtPath(object, scope), valueAtPath(oldObject, scope)),
-        )
-      : all;
+  // The children are rendered only from a spec the schema accepts.
+  const childErrors =
+    input && schemaErrors.length === 0 ? childRuleErrors(object, input, served.childRules) : [];
+  const all = [...schemaErrors, ...ruleErrors, ...childErrors];
   const specChanged = op === 'CREATE' || !jsonEqual(rawSpec, rawOldSpec);
   return {
     // By path, as Kubernetes lists them; the sort is stable, so one field keeps its order.
-    errors: kept
+    errors: (op === 'UPDATE' ? changedOnly(all, object, oldObject) : all)
       .map(({ error }) => error)
       .sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0)),
-    warnings: spec && specChanged ? warningsFor(spec) : [],
+    warnings: spec && specChanged ? warningsFor(spec, input?.provider) : [],
   };
+}
+
+function schemaErrorsOf(rawSpec: unknown, object: JsonObject): ScopedError[] {
+  // A null field is absent to the apiserver: defaulted or pruned before validation.
+  return validateNatsSpec(rawSpec === null ? undefined : withoutNulls(rawSpec)).map((error) =>
+    scoped(fromSchemaError(error, object)),
+  );
+}
+
+function childRuleErrors(
+  object: JsonObject,
+  input: { readonly spec: JsonObject; readonly provider: string | undefined },
+  childRules: ChildRules | undefined,
+): ScopedError[] {
+  const name = at(object, 'metadata', 'name');
+  if (childRules === undefined || typeof name !== 'string') return [];
+  const namespace = at(object, 'metadata', 'namespace');
+  return childRules({
+    name,
+    namespace: typeof namespace === 'string' ? namespace : '',
+    spec: input.spec,
+    provider: input.provider,
+  }).map((error) => scoped(error));
+}
+
+/** An UPDATE is refused only for what it changes: an old object's flaws stay its own. */
+function changedOnly(all: ScopedError[], object: unknown, oldObject: unknown): ScopedError[] {
+  return all.filter(
+    ({ scope }) => !jsonEqual(valueAtPath(object, scope), valueAtPath(oldObject, scope)),
+  );
 }

@@ -6,7 +6,7 @@
 // them (it only warns, or fails under fieldValidation=Strict), so an admission webhook never
 // sees them. Rejecting them here would make us stricter than the apiserver.
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
-import { QUANTITY_PATTERN, natsSchema } from './nats-schema.ts';
+import { LABEL_VALUE_PATTERN, QUANTITY_PATTERN, natsSchema } from './nats-schema.ts';
 
 export interface FieldError {
   /** Kubernetes-style field path: `spec.cluster.size`, `status.conditions[0]`, `spec.labels[a/b]`. */
@@ -143,6 +143,20 @@ function typeMessage(type: unknown): string {
   return `must be of type ${String(type)}`;
 }
 
+// Patterns whose meaning reads better than the expression.
+const PATTERN_MESSAGES = new Map([
+  [
+    QUANTITY_PATTERN,
+    'must be a Kubernetes quantity such as 1Gi, 500m or 1000 (no sign, at most 19 digits, ' +
+      '9 decimals and a 2-digit exponent)',
+  ],
+  [
+    LABEL_VALUE_PATTERN,
+    "a label value must be empty or consist of alphanumeric characters, '-', '_' or '.', " +
+      'and must start and end with an alphanumeric character',
+  ],
+]);
+
 function messageOf(error: ErrorObject): string {
   const params = error.params as Record<string, unknown>;
   switch (error.keyword) {
@@ -161,9 +175,11 @@ function messageOf(error: ErrorObject): string {
         .map((value) => JSON.stringify(value))
         .join(', ')}`;
     case 'pattern':
-      return params.pattern === QUANTITY_PATTERN
-        ? 'must be a Kubernetes quantity such as 1Gi, 500m or 1000'
-        : `should match '${String(params.pattern)}'`;
+      return (
+        PATTERN_MESSAGES.get(String(params.pattern)) ?? `should match '${String(params.pattern)}'`
+      );
+    case 'maxProperties':
+      return `must have at most ${String(params.limit)} entries`;
     case 'maxLength':
       return `may not be longer than ${String(params.limit)}`;
     case 'minLength':

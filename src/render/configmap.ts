@@ -1,6 +1,6 @@
 // The ConfigMap `<n>-config`: the nats.conf every server of the cluster reads.
 import type { V1ConfigMap } from '@kubernetes/client-node';
-import type { KubeObject } from '../kube/api.ts';
+import type { KubeObject } from '../base/object.ts';
 import type { RenderContext, RenderInput } from './context.ts';
 import { childMetadata } from './labels.ts';
 import { objectNames } from './names.ts';

@@ -32,4 +32,14 @@ export interface RenderContext {
   readonly images: NatsImages;
   /** DNS domain of the cluster, for stable pod names in routes and the client URL. */
   readonly clusterDomain: string;
+  /**
+   * The cloud provider from kube-system/shoot-info (`alicloud`, ...), which decides the default
+   * file-storage size; absent where the cluster does not say.
+   */
+  readonly provider?: string;
+  /**
+   * The size max_file_store is derived from while the volume claims grow (the smallest capacity
+   * they report so far, src/controller/storage-growth.ts); absent: the spec's claim size.
+   */
+  readonly fileStoreSize?: string;
 }

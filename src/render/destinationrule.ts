@@ -1,7 +1,7 @@
 // The Istio DestinationRule `<n>`, rendered only where Istio's API exists. Meshed clients would
 // otherwise originate mutual TLS towards the NATS pods; NATS speaks its own protocol on plain
 // TCP, so TLS is turned off for this host.
-import type { KubeObject } from '../kube/api.ts';
+import type { KubeObject } from '../base/object.ts';
 import type { RenderContext, RenderInput } from './context.ts';
 import { childMetadata, type ChildMetadata } from './labels.ts';
 import { objectNames } from './names.ts';

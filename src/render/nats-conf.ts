@@ -3,7 +3,9 @@
 import { posix } from 'node:path';
 import type { Quantity } from '../api/nats.ts';
 import { compareQuantities, parseQuantity, quantityToBytes } from '../api/quantity.ts';
+import { effectiveFileStorageSize, effectiveMemStorageSize } from '../api/storage.ts';
 import type { RenderContext, RenderInput } from './context.ts';
+import { maxFileStoreBytes } from './guards.ts';
 import { objectNames, podDnsName } from './names.ts';
 
 /** Where the ConfigMap is mounted; nats-server runs with `--config <this>/<NATS_CONF_KEY>`. */
@@ -71,12 +73,16 @@ export function quoteConfString(value: string): string {
  * A quantity as the exact number of bytes, the form nats-server cannot misread.
  * @throws RangeError for a negative size or one beyond int64; QuantityError if not a quantity.
  */
-function byteCount(size: Quantity, field: string): string {
+export function byteSize(size: Quantity, field: string): bigint {
   const quantity = parseQuantity(size);
   if (quantity.coefficient < 0n || compareQuantities(quantity, MAX_INT64) > 0) {
     throw new RangeError(`${field}: ${String(size)} is not a size nats-server accepts`);
   }
-  return quantityToBytes(quantity).toString();
+  return quantityToBytes(quantity);
+}
+
+function byteCount(size: Quantity, field: string): string {
+  return byteSize(size, field).toString();
 }
 
 function clusterBlock(input: RenderInput, context: RenderContext): string[] {
@@ -124,11 +130,22 @@ export function renderNatsConf(input: RenderInput, context: RenderContext): stri
     // (not the pod's limit) for memory streams, and the pod can be OOM-killed.
     `  max_memory_store: ${
       jetStream.memStorage.enabled
-        ? byteCount(jetStream.memStorage.size, 'spec.jetStream.memStorage.size')
+        ? byteCount(
+            effectiveMemStorageSize(jetStream.memStorage.size),
+            'spec.jetStream.memStorage.size',
+          )
         : '0'
     }`,
     `  store_dir: ${quoteConfString(DATA_DIR)}`,
-    `  max_file_store: ${byteCount(jetStream.fileStorage.size, 'spec.jetStream.fileStorage.size')}`,
+    // Below the claim: the formatted volume is smaller than it (see guards.ts). While the claims
+    // grow, below what they hold so far.
+    `  max_file_store: ${maxFileStoreBytes(
+      byteSize(
+        context.fileStoreSize ??
+          effectiveFileStorageSize(jetStream.fileStorage.size, context.provider),
+        'spec.jetStream.fileStorage.size',
+      ),
+    ).toString()}`,
     '}',
     // One server has no peers (upstream renders no block either). `> 1`, not `>= 3`: an even
     // size that slipped past validation still forms one cluster, not independent servers.

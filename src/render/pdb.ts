@@ -1,6 +1,6 @@
 // The PodDisruptionBudget `<n>`: voluntary evictions take one server at a time.
 import type { V1PodDisruptionBudget } from '@kubernetes/client-node';
-import type { KubeObject } from '../kube/api.ts';
+import type { KubeObject } from '../base/object.ts';
 import type { RenderInput } from './context.ts';
 import { childMetadata, selectorLabels } from './labels.ts';
 import { objectNames } from './names.ts';

@@ -2,29 +2,19 @@
 // and the render context.
 import { defaultNatsSpec } from '../api/defaults.ts';
 import type { Nats } from '../api/nats.ts';
-import type { KubeObject } from '../kube/api.ts';
-import { renderConfigMap } from './configmap.ts';
+import type { KubeObject } from '../base/object.ts';
+import { renderedChildKinds } from './children.ts';
 import type { RenderContext, RenderInput } from './context.ts';
-import { renderDestinationRule } from './destinationrule.ts';
-import { renderPodDisruptionBudget } from './pdb.ts';
-import { renderSecret } from './secret.ts';
-import { renderService } from './service.ts';
-import { renderStatefulSet } from './statefulset.ts';
 
 /**
- * The desired children, in the order to apply them: what the pods mount (ConfigMap, Secret) and
- * resolve (Service) before the StatefulSet that starts them. The DestinationRule only when
- * Istio's API exists.
+ * The desired children, in the order to apply them (the order of CHILD_KINDS). The
+ * DestinationRule only when Istio's API exists.
  */
 export function renderNats(input: RenderInput, context: RenderContext): KubeObject[] {
-  return [
-    renderConfigMap(input, context),
-    renderSecret(input, context),
-    renderService(input),
-    renderStatefulSet(input, context),
-    renderPodDisruptionBudget(input),
-    ...(context.istioPresent ? [renderDestinationRule(input, context)] : []),
-  ];
+  // Istio's DestinationRule is the only kind that follows a CRD.
+  return renderedChildKinds(() => context.istioPresent).map((child) =>
+    child.render(input, context),
+  );
 }
 
 /**

@@ -3,7 +3,7 @@
 // The password is generated once and must survive every later reconcile, so besides rendering
 // the Secret this module reads the password back out of an existing one.
 import type { V1Secret } from '@kubernetes/client-node';
-import type { KubeObject } from '../kube/api.ts';
+import type { KubeObject } from '../base/object.ts';
 import type { RenderContext, RenderInput } from './context.ts';
 import { childMetadata } from './labels.ts';
 import { objectNames } from './names.ts';
@@ -29,9 +29,10 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-// `password: "…"` (double or single quotes, as ours and upstream's write it) or a bare token.
+// `password: "…"` (double or single quotes, as ours and upstream's write it) or a bare token;
+// the key may be quoted too (`"password": "…"`, JSON style), which nats.conf accepts.
 const PASSWORD_PATTERN =
-  /\bpassword\s*[:=]?\s*(?:"((?:[^"\\\n]|\\.)*)"|'([^'\n]*)'|([^\s,}\]"'#]+))/;
+  /\bpassword["']?\s*[:=]?\s*(?:"((?:[^"\\\n]|\\.)*)"|'([^'\n]*)'|([^\s,}\]"'#]+))/;
 
 const SIMPLE_ESCAPES: ReadonlyMap<string, string> = new Map([
   ['t', '\t'],

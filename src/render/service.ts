@@ -1,8 +1,8 @@
 // The headless Service `<n>`: stable DNS names for the pods (cluster routes, client URL).
 import type { V1Service } from '@kubernetes/client-node';
-import type { KubeObject } from '../kube/api.ts';
+import type { KubeObject } from '../base/object.ts';
 import type { RenderInput } from './context.ts';
-import { childMetadata, selectorLabels } from './labels.ts';
+import { SERVICE_ANNOTATIONS, childMetadata, selectorLabels } from './labels.ts';
 import { objectNames } from './names.ts';
 import { PORTS } from './nats-conf.ts';
 
@@ -21,7 +21,7 @@ export function renderService(input: RenderInput): V1Service & KubeObject {
   return {
     apiVersion: 'v1',
     kind: 'Service',
-    metadata: childMetadata(input, objectNames(input.name).service),
+    metadata: childMetadata(input, objectNames(input.name).service, SERVICE_ANNOTATIONS),
     spec: {
       clusterIP: 'None',
       // Routes need every peer's DNS name while the cluster forms, before any pod is ready.

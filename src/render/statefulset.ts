@@ -7,6 +7,7 @@
 // pod for each such edit and make JetStream move its leaders for nothing.
 import type {
   V1Container,
+  V1EnvVar,
   V1PersistentVolumeClaim,
   V1PodSpec,
   V1Probe,
@@ -16,13 +17,15 @@ import type {
   V1WeightedPodAffinityTerm,
 } from '@kubernetes/client-node';
 import type { DefaultedNatsSpec } from '../api/nats.ts';
-import { canonicalResourceQuantity } from '../api/quantity.ts';
-import type { KubeObject } from '../kube/api.ts';
+import { canonicalResourceQuantity, parseQuantity, quantityToBytes } from '../api/quantity.ts';
+import { effectiveFileStorageSize } from '../api/storage.ts';
+import type { KubeObject } from '../base/object.ts';
 import type { RenderContext, RenderInput } from './context.ts';
+import { goMemLimitBytes } from './guards.ts';
 import {
   childMetadata,
-  labelsAndAnnotations,
   operatorLabels,
+  podTemplateMetadata,
   selectorLabels,
   type StringMap,
 } from './labels.ts';
@@ -44,6 +47,8 @@ export const PRIORITY_CLASS_NAME = 'nats-manager-priority-class';
 /** lame_duck_grace_period 10s + lame_duck_duration 120s + 20s for the server to shut down. */
 export const TERMINATION_GRACE_PERIOD_SECONDS = 150;
 export const NATS_CONTAINER = 'nats';
+/** The Go runtime's soft memory limit, in bytes. */
+export const GOMEMLIMIT_ENV = 'GOMEMLIMIT';
 export const RELOADER_CONTAINER = 'reloader';
 export const METRICS_CONTAINER = 'metrics';
 /** The file-storage class that means "leave storageClassName unset" (the cluster default). */
@@ -81,6 +86,15 @@ function canonicalResources(resources: DefaultedNatsSpec['resources']): V1Resour
   };
 }
 
+/** GOMEMLIMIT from the memory limit (see guards.ts); none without a limit. */
+function goMemLimitEnv(resources: DefaultedNatsSpec['resources']): V1EnvVar[] {
+  const limit = resources.limits?.memory;
+  const bytes = goMemLimitBytes(
+    limit === undefined ? undefined : quantityToBytes(parseQuantity(limit)),
+  );
+  return bytes === undefined ? [] : [{ name: GOMEMLIMIT_ENV, value: bytes.toString() }];
+}
+
 function healthProbe(path: string, periodSeconds: number, failureThreshold: number): V1Probe {
   return {
     httpGet: { path, port: PORTS.monitor },
@@ -107,6 +121,7 @@ function natsContainer(input: RenderInput, context: RenderContext): V1Container 
       },
       { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
       { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
+      ...goMemLimitEnv(input.spec.resources),
     ],
     ports: [
       { name: 'client', containerPort: PORTS.client, protocol: 'TCP' },
@@ -236,8 +251,10 @@ function podSpec(input: RenderInput, context: RenderContext): V1PodSpec {
   };
 }
 
-function volumeClaimTemplate(input: RenderInput): V1PersistentVolumeClaim {
-  const { storageClassName, size } = input.spec.jetStream.fileStorage;
+function volumeClaimTemplate(input: RenderInput, context: RenderContext): V1PersistentVolumeClaim {
+  const { storageClassName, size: specSize } = input.spec.jetStream.fileStorage;
+  // Absent or zero: the default ("0" is how the Go manager's clients send an unset size).
+  const size = effectiveFileStorageSize(specSize, context.provider);
   return {
     // Claim templates are immutable: only labels no user can change.
     metadata: { name: objectNames(input.name).volumeClaim, labels: operatorLabels(input) },
@@ -262,15 +279,19 @@ export function renderStatefulSet(
       replicas: input.spec.cluster.size,
       // Ordered start would deadlock: no server is ready before it sees its peers.
       podManagementPolicy: 'Parallel',
+      // The manager rolls the pods itself, one at a time and each only once the previous server
+      // is current again (src/controller/rollout.ts); the StatefulSet controller's own rolling
+      // update waits for readiness only, which a JetStream server reaches before catching up.
+      updateStrategy: { type: 'OnDelete' },
       serviceName: names.service,
       selector: { matchLabels: selectorLabels(input) },
       template: {
-        // User labels and annotations reach the pods too (where e.g. Istio reads its
-        // annotations); changing them rolls the pods one at a time.
-        metadata: labelsAndAnnotations(input),
+        // User labels and annotations reach the pods too; changing them rolls the pods one at
+        // a time. The Go manager's pod labels and annotations, so a takeover restarts nothing.
+        metadata: podTemplateMetadata(input),
         spec: podSpec(input, context),
       },
-      volumeClaimTemplates: [volumeClaimTemplate(input)],
+      volumeClaimTemplates: [volumeClaimTemplate(input, context)],
     },
   } satisfies V1StatefulSet;
 }

@@ -1,15 +1,16 @@
 import fc from 'fast-check';
 import { dump } from 'js-yaml';
-import { FILE_STORAGE_SIZE_DEFAULT, defaultNatsSpec } from '../../src/api/defaults.ts';
+import { defaultNatsSpec } from '../../src/api/defaults.ts';
 import type { DefaultedNatsSpec, NatsSpec } from '../../src/api/nats.ts';
 import { validateNatsSpec } from '../../src/api/validator.ts';
 
-// The upstream defaults, written out once as the behaviour to match.
+// The upstream defaults, written out once as the behaviour to match. No file-storage size: the
+// Go manager resolves it when rendering and never writes it into the spec.
 const UPSTREAM_DEFAULTS: DefaultedNatsSpec = {
   cluster: { size: 3 },
   jetStream: {
     memStorage: { enabled: true, size: '1Gi' },
-    fileStorage: { storageClassName: 'default', size: '1Gi' },
+    fileStorage: { storageClassName: 'default' },
   },
   logging: { debug: false, trace: false },
   resources: {
@@ -32,6 +33,11 @@ const quantityArb = fc.oneof(
 );
 const resourceMapArb = fc.dictionary(fc.constantFrom('cpu', 'memory'), quantityArb);
 const stringMapArb = fc.dictionary(fc.string({ minLength: 1, maxLength: 8 }), fc.string());
+// Label values have a syntax of their own (validation.IsValidLabelValue).
+const labelMapArb = fc.dictionary(
+  fc.string({ minLength: 1, maxLength: 8 }),
+  fc.stringMatching(/^(([A-Za-z0-9][-A-Za-z0-9_.]{0,6})?[A-Za-z0-9])?$/),
+);
 
 // Any valid partial spec, including explicit false, 0 and empty objects.
 const specArb: fc.Arbitrary<NatsSpec> = fc.record(
@@ -41,7 +47,10 @@ const specArb: fc.Arbitrary<NatsSpec> = fc.record(
       {
         memStorage: fc.record({ enabled: fc.boolean(), size: quantityArb }, { requiredKeys: [] }),
         fileStorage: fc.record(
-          { storageClassName: fc.string(), size: quantityArb },
+          {
+            storageClassName: fc.constantFrom('default', 'fast', 'ssd.example.com', ''),
+            size: quantityArb,
+          },
           { requiredKeys: [] },
         ),
       },
@@ -52,7 +61,7 @@ const specArb: fc.Arbitrary<NatsSpec> = fc.record(
       { limits: resourceMapArb, requests: resourceMapArb },
       { requiredKeys: [] },
     ),
-    labels: stringMapArb,
+    labels: labelMapArb,
     annotations: stringMapArb,
   },
   { requiredKeys: [] },
@@ -84,8 +93,8 @@ describe('defaultNatsSpec', () => {
     });
   });
 
-  it('defaults the file-storage size only when it is absent', () => {
-    expect(defaultNatsSpec({}).jetStream.fileStorage.size).toBe(FILE_STORAGE_SIZE_DEFAULT);
+  it('never defaults the file-storage size, so that it can be set later', () => {
+    expect(defaultNatsSpec({}).jetStream.fileStorage).toEqual({ storageClassName: 'default' });
     const spec = { jetStream: { fileStorage: { size: '5Gi' } } };
     expect(defaultNatsSpec(spec).jetStream.fileStorage).toEqual({
       storageClassName: 'default',

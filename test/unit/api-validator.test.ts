@@ -8,6 +8,10 @@ const validCondition = {
   lastTransitionTime: '2026-01-02T03:04:05Z',
 };
 
+const QUANTITY_MESSAGE =
+  'must be a Kubernetes quantity such as 1Gi, 500m or 1000 (no sign, at most 19 digits, ' +
+  '9 decimals and a 2-digit exponent)';
+
 describe('validateNatsSpec', () => {
   it.each([{}, undefined])('accepts an absent or empty spec (%p)', (spec) => {
     expect(validateNatsSpec(spec)).toEqual([]);
@@ -63,7 +67,7 @@ describe('validateNatsSpec', () => {
     expect(validateNatsSpec({ jetStream: { memStorage: { size } } })).toEqual([
       {
         path: 'spec.jetStream.memStorage.size',
-        message: 'must be a Kubernetes quantity such as 1Gi, 500m or 1000',
+        message: QUANTITY_MESSAGE,
       },
     ]);
   });
@@ -88,7 +92,7 @@ describe('validateNatsSpec', () => {
         { path: 'spec.labels[app.kubernetes.io/name]', message: 'must be of type string' },
         {
           path: 'spec.resources.limits[memory]',
-          message: 'must be a Kubernetes quantity such as 1Gi, 500m or 1000',
+          message: QUANTITY_MESSAGE,
         },
       ]),
     );

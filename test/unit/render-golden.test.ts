@@ -67,6 +67,11 @@ const GOLDEN_CASES: readonly GoldenCase[] = [
     }),
   },
   {
+    // No memory limit: no GOMEMLIMIT.
+    file: 'no-memory-limit',
+    resource: nats('eventing-nats', { resources: { requests: { cpu: '40m', memory: '64Mi' } } }),
+  },
+  {
     file: 'labels-annotations',
     resource: nats('eventing-nats', {
       labels: {
@@ -156,7 +161,8 @@ describe('renderNats', () => {
         labels: {
           'app.kubernetes.io/managed-by': 'nats-manager',
           'app.kubernetes.io/name': 'nats',
-          'app.kubernetes.io/instance': 'eventing-nats',
+          // The CR's name (the Go manager's release name), not the object name.
+          'app.kubernetes.io/instance': 'eventing',
         },
         ownerReferences: [
           {
@@ -202,8 +208,9 @@ describe('renderNats', () => {
       }),
     );
     const selector = {
-      'app.kubernetes.io/instance': 'eventing-nats',
+      'app.kubernetes.io/instance': 'eventing',
       'app.kubernetes.io/name': 'nats',
+      'kyma-project.io/dashboard': 'eventing',
     };
     const statefulSet = byKind(objects, 'StatefulSet') as V1StatefulSet;
     const spec = statefulSet.spec;
@@ -269,9 +276,11 @@ describe('natsRenderInput', () => {
       uid: UID,
       spec: {
         cluster: { size: 5 },
-        jetStream: { fileStorage: { size: '1Gi', storageClassName: 'default' } },
+        jetStream: { fileStorage: { storageClassName: 'default' } },
       },
     });
+    // The size is resolved when rendering, not stored in the input.
+    expect(input.spec.jetStream.fileStorage).not.toHaveProperty('size');
   });
 
   it.each(['name', 'namespace', 'uid'] as const)('names a missing metadata.%s', (field) => {
@@ -321,6 +330,13 @@ describe('systemAccountPasswordFrom', () => {
     expect(systemAccountPasswordFrom(secret)).toBe('upstreamPassword123');
   });
 
+  it('reads the password under a quoted key, not the quotes around it', () => {
+    const resolverConf =
+      'accounts: { "$SYS": { users: [ {"user": "admin", "password": "k3y"} ] } }';
+    const secret = { data: { 'resolver.conf': Buffer.from(resolverConf).toString('base64') } };
+    expect(systemAccountPasswordFrom(secret)).toBe('k3y');
+  });
+
   it('gives undefined when there is nothing to keep', () => {
     const encoded = (text: string): string => Buffer.from(text).toString('base64');
     expect(systemAccountPasswordFrom(undefined)).toBeUndefined();
@@ -331,5 +347,75 @@ describe('systemAccountPasswordFrom', () => {
     expect(
       systemAccountPasswordFrom({ data: { 'resolver.conf': encoded('# the password is kept\n') } }),
     ).toBeUndefined();
+  });
+});
+
+// What a takeover of the Go manager's cluster depends on (its chart 0.17.3 for kyma-system/
+// eventing-nats): the same selectors, pod labels and annotations, common labels, names.
+describe('parity with the Go manager', () => {
+  const GO_SELECTOR = {
+    'app.kubernetes.io/name': 'nats',
+    'app.kubernetes.io/instance': 'eventing',
+    'kyma-project.io/dashboard': 'eventing',
+  };
+  const GO_COMMON = {
+    'app.kubernetes.io/component': 'nats-manager',
+    'app.kubernetes.io/created-by': 'nats-manager',
+    'app.kubernetes.io/managed-by': 'nats-manager',
+    'app.kubernetes.io/part-of': 'nats-manager',
+    'control-plane': 'nats-manager',
+    'helm.sh/chart': 'nats-0.17.3',
+  };
+  const objects = render(nats('eventing-nats', { labels: { team: 'a' } }), { istioPresent: true });
+  const statefulSet = byKind(objects, 'StatefulSet') as V1StatefulSet;
+
+  it('selects pods by the Go manager selector labels everywhere', () => {
+    expect(statefulSet.spec?.selector.matchLabels).toEqual(GO_SELECTOR);
+    expect((byKind(objects, 'Service') as V1Service).spec?.selector).toEqual(GO_SELECTOR);
+    expect(
+      (byKind(objects, 'PodDisruptionBudget') as V1PodDisruptionBudget).spec?.selector,
+    ).toEqual({ matchLabels: GO_SELECTOR });
+  });
+
+  it('labels every object with the common labels, the selector labels and spec.labels', () => {
+    for (const object of objects) {
+      expect(object.metadata.labels).toEqual({ ...GO_COMMON, ...GO_SELECTOR, team: 'a' });
+    }
+  });
+
+  it('gives the pods the nats_cluster label and the Go manager pod annotations', () => {
+    expect(statefulSet.spec?.template.metadata).toEqual({
+      labels: { ...GO_COMMON, ...GO_SELECTOR, team: 'a', nats_cluster: 'eventing-nats' },
+      annotations: { 'prometheus.io/scrape': 'false', 'sidecar.istio.io/inject': 'false' },
+    });
+  });
+
+  it('annotates the Service for Prometheus as the Go manager does', () => {
+    expect(byKind(objects, 'Service').metadata.annotations).toEqual({
+      'prometheus.io/scrape': 'true',
+      'prometheus.io/port': '7777',
+    });
+  });
+
+  it('uses the Go manager object and claim names', () => {
+    expect(objects.map((o) => `${o.kind}/${o.metadata.name}`)).toEqual([
+      'ConfigMap/eventing-nats-config',
+      'Secret/eventing-nats-secret',
+      'Service/eventing-nats',
+      'StatefulSet/eventing-nats',
+      'PodDisruptionBudget/eventing-nats',
+      'DestinationRule/eventing-nats',
+    ]);
+    expect(statefulSet.spec?.volumeClaimTemplates?.map((t) => t.metadata?.name)).toEqual([
+      'eventing-nats-js-pvc',
+    ]);
+  });
+
+  it('uses the resource name as instance for any other resource', () => {
+    const other = render(nats('my-nats', undefined));
+    expect((byKind(other, 'Service') as V1Service).spec?.selector).toEqual({
+      ...GO_SELECTOR,
+      'app.kubernetes.io/instance': 'my-nats',
+    });
   });
 });

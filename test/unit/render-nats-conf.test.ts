@@ -82,11 +82,11 @@ describe('renderNatsConf', () => {
     expect(conf).toContain('eventing-nats-0.eventing-nats.kyma-system.svc.example.internal:6222');
   });
 
-  test('jetstream: memory store, store dir and file store with the defaults (1Gi each)', () => {
+  test('jetstream: memory store 1Gi, store dir, and a file store 256Mi below the 1Gi claim', () => {
     expect(block(render(), 'jetstream')).toEqual([
       '  max_memory_store: 1073741824',
       '  store_dir: "/data"',
-      '  max_file_store: 1073741824',
+      '  max_file_store: 805306368',
     ]);
   });
 
@@ -95,7 +95,7 @@ describe('renderNatsConf', () => {
     expect(block(conf, 'jetstream')).toEqual([
       '  max_memory_store: 0',
       '  store_dir: "/data"',
-      '  max_file_store: 1073741824',
+      '  max_file_store: 805306368',
     ]);
   });
 
@@ -107,15 +107,25 @@ describe('renderNatsConf', () => {
     [2147483648, '2147483648'],
     ['100Ti', '109951162777600'],
     ['9223372036854775807', '9223372036854775807'],
-  ])('size %p is written as exactly %s bytes', (size, bytes) => {
-    const conf = render({
-      jetStream: { memStorage: { enabled: true, size }, fileStorage: { size } },
-    });
-    expect(block(conf, 'jetstream')).toEqual([
-      `  max_memory_store: ${bytes}`,
-      '  store_dir: "/data"',
-      `  max_file_store: ${bytes}`,
-    ]);
+  ])('memory size %p is written as exactly %s bytes', (size, bytes) => {
+    const conf = render({ jetStream: { memStorage: { enabled: true, size } } });
+    expect(block(conf, 'jetstream')?.[0]).toBe(`  max_memory_store: ${bytes}`);
+  });
+
+  // Headroom: 10% of the claim, at least 256Mi, at most 25% of the claim.
+  test.each([
+    ['1Gi', '805306368'], // 1Gi - 256Mi (the floor)
+    ['1.5Gi', '1342177280'], // 1.5Gi - 256Mi
+    ['2560Mi', '2415919104'], // 2.5Gi - 256Mi: the 10% and the floor meet
+    ['20Gi', '19327352832'], // 20Gi - 2Gi (10%)
+    ['500M', '375000000'], // 75%: the floor would take more than a quarter
+    ['1e9', '750000000'],
+    [2147483648, '1879048192'], // 2Gi - 256Mi
+    ['100Ti', '98956046499840'], // 90%
+    ['9223372036854775807', '8301034833169298226'], // 90%, the 10% rounded up
+  ])('file storage %p gets max_file_store %s bytes, below the claim', (size, bytes) => {
+    const conf = render({ jetStream: { fileStorage: { size } } });
+    expect(block(conf, 'jetstream')?.[2]).toBe(`  max_file_store: ${bytes}`);
   });
 
   test.each(['9223372036854775808', '1e19', '-1Gi'])(

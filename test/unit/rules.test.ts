@@ -78,7 +78,9 @@ describe('validateNatsChange', () => {
       );
       expect(messages(other.errors)).toEqual([
         'metadata.name: Forbidden: the NATS Manager serves only one NATS resource, ' +
-          'kyma-system/eventing-nats; any other would never be reconciled',
+          'kyma-system/eventing-nats; any other would never be reconciled. Only a single NATS ' +
+          'CR with name: eventing-nats and namespace: kyma-system is allowed to be created in a ' +
+          'Kyma cluster.',
       ]);
       const elsewhere = validateNatsChange(
         'CREATE',
@@ -120,7 +122,7 @@ describe('validateNatsChange', () => {
 
     it('cannot go from more than one server down to one', () => {
       expect(messages(update({ cluster: { size: 3 } }, { cluster: { size: 1 } }).errors)).toEqual([
-        'spec.cluster.size: Invalid value: 1: size cannot be set to 1 once it was greater than 1',
+        'spec.cluster.size: Invalid value: 1: size cannot be set to 1 if size was greater than 1',
       ]);
       // An old resource without a size has the default, 3.
       expect(update({}, { cluster: { size: 1 } }).errors).toHaveLength(1);
@@ -131,11 +133,15 @@ describe('validateNatsChange', () => {
   });
 
   describe('memory storage', () => {
-    it('needs a size above zero when enabled', () => {
-      expect(messages(create({ jetStream: { memStorage: { size: '0' } } }).errors)).toEqual([
-        'spec.jetStream.memStorage.size: Invalid value: "0": memStorage can only be enabled ' +
-          'with a size greater than 0',
+    // The Go manager's rule: the integer 0 is refused, the string "0" its clients send for an
+    // unset size is accepted and means the default.
+    it('refuses the integer 0 when enabled, and takes a zero quantity string as unset', () => {
+      expect(messages(create({ jetStream: { memStorage: { size: 0 } } }).errors)).toEqual([
+        'spec.jetStream.memStorage.size: Invalid value: 0: memStorage can only be enabled if ' +
+          'size is not 0',
       ]);
+      expect(create({ jetStream: { memStorage: { size: '0' } } }).errors).toEqual([]);
+      expect(create({ jetStream: { memStorage: { size: '0Gi' } } }).errors).toEqual([]);
       expect(create({ jetStream: { memStorage: { size: '-1Gi' } } }).errors).toHaveLength(1);
       expect(create({ jetStream: { memStorage: { enabled: false, size: 0 } } }).errors).toEqual([]);
       // Absent, the size is the schema default.
@@ -156,21 +162,23 @@ describe('validateNatsChange', () => {
         messages(update(fast, { jetStream: { fileStorage: { storageClassName: 'slow' } } }).errors),
       ).toEqual([
         'spec.jetStream.fileStorage.storageClassName: Invalid value: "slow": ' +
-          'storageClassName is immutable once set (it is "fast")',
+          'fileStorage is immutable once it was set: storageClassName cannot change (it is "fast")',
       ]);
       expect(update(fast, fast).errors).toEqual([]);
       // An old resource without one has "default", as the apiserver stores it.
       expect(update({}, fast).errors).toHaveLength(1);
     });
 
-    it('keeps the size once set, comparing values rather than spellings', () => {
+    it('lets a set size grow but never shrink, comparing values rather than spellings', () => {
       const size = (value: unknown) => ({ jetStream: { fileStorage: { size: value } } });
-      expect(messages(update(size('1Gi'), size('2Gi')).errors)).toEqual([
-        'spec.jetStream.fileStorage.size: Invalid value: "2Gi": ' +
-          'fileStorage.size is immutable once set (it is 1Gi)',
+      expect(update(size('1Gi'), size('2Gi')).errors).toEqual([]);
+      expect(messages(update(size('2Gi'), size('1Gi')).errors)).toEqual([
+        'spec.jetStream.fileStorage.size: Invalid value: "1Gi": ' +
+          'fileStorage is immutable once it was set: its size can grow, but not be lowered, as a volume claim cannot shrink (it is 2Gi)',
       ]);
       expect(update(size('1Gi'), size(1073741824)).errors).toEqual([]);
       expect(update(size('1Gi'), size('1024Mi')).errors).toEqual([]);
+      expect(update(size('1Gi'), size('1023Mi')).errors).toHaveLength(1);
     });
 
     // Upstream refused this until it fixed the rule: a resource created without a size may get
@@ -186,32 +194,65 @@ describe('validateNatsChange', () => {
     it('refuses removing the size', () => {
       expect(messages(update({ jetStream: { fileStorage: { size: '5Gi' } } }, {}).errors)).toEqual([
         'spec.jetStream.fileStorage.size: Required value: ' +
-          'fileStorage.size cannot be removed once set (it is 5Gi)',
+          'fileStorage is immutable once it was set: size cannot be removed (it is 5Gi)',
       ]);
     });
 
-    it('needs a size a volume claim can request', () => {
-      expect(messages(create({ jetStream: { fileStorage: { size: 0 } } }).errors)).toEqual([
-        'spec.jetStream.fileStorage.size: Invalid value: 0: must be greater than zero: ' +
-          'it is the size of a volume claim',
+    it('takes a zero size as unset: accepted, and a real size may follow', () => {
+      for (const zero of [0, '0', '0Gi', '0.0']) {
+        const spec = { jetStream: { fileStorage: { size: zero } } };
+        expect(create(spec).errors).toEqual([]);
+        expect(update(spec, { jetStream: { fileStorage: { size: '5Gi' } } }).errors).toEqual([]);
+        expect(update(spec, { jetStream: { fileStorage: {} } }).errors).toEqual([]);
+      }
+      // A real size is kept: it cannot turn into zero, which would mean the default.
+      const sized = { jetStream: { fileStorage: { size: '5Gi' } } };
+      expect(messages(update(sized, { jetStream: { fileStorage: { size: '0' } } }).errors)).toEqual(
+        [
+          'spec.jetStream.fileStorage.size: Invalid value: "0": fileStorage is immutable once it was set: its size can grow, but not be lowered, as a volume claim cannot shrink (it is 5Gi)',
+        ],
+      );
+    });
+
+    it('lets a size stored under older rules be replaced by a valid one', () => {
+      for (const stored of ['1e99999', '-5Gi', '10E']) {
+        const spec = { jetStream: { fileStorage: { size: stored } } };
+        expect(update(spec, { jetStream: { fileStorage: { size: '5Gi' } } }).errors).toEqual([]);
+      }
+    });
+
+    it('refuses a size below the provider minimum on alicloud, and only there', () => {
+      const small = { jetStream: { fileStorage: { size: '10Gi' } } };
+      const alicloud = { ...served, provider: () => 'alicloud' };
+      const verdict = validateNatsChange('CREATE', nats(small), undefined, alicloud);
+      expect(messages(verdict.errors)).toEqual([
+        'spec.jetStream.fileStorage.size: Invalid value: "10Gi": must be at least 20Gi on ' +
+          'alicloud, the smallest volume it provisions (leave it unset or "0" for 20Gi)',
       ]);
+      expect(create(small).errors).toEqual([]);
+      const unset = validateNatsChange('CREATE', nats({}), undefined, alicloud);
+      expect(unset.errors).toEqual([]);
+      const big = { jetStream: { fileStorage: { size: '20Gi' } } };
+      expect(validateNatsChange('CREATE', nats(big), undefined, alicloud).errors).toEqual([]);
     });
   });
 
   describe('quantities', () => {
-    it('reports values the pattern lets through but Kubernetes cannot parse', () => {
+    it('refuses exponents too large to parse cheaply, with the pattern', () => {
       expect(
         messages(create({ resources: { limits: { memory: '1e99999999999' } } }).errors),
       ).toEqual([
-        'spec.resources.limits[memory]: Invalid value: "1e99999999999": ' +
-          "unable to parse quantity's suffix",
+        'spec.resources.limits[memory]: Invalid value: "1e99999999999": must be a Kubernetes ' +
+          'quantity such as 1Gi, 500m or 1000 (no sign, at most 19 digits, 9 decimals and a ' +
+          '2-digit exponent)',
       ]);
     });
 
     it('reports a value the pattern refuses once, from the schema', () => {
       expect(messages(create({ jetStream: { fileStorage: { size: '1GB' } } }).errors)).toEqual([
-        'spec.jetStream.fileStorage.size: Invalid value: "1GB": ' +
-          'must be a Kubernetes quantity such as 1Gi, 500m or 1000',
+        'spec.jetStream.fileStorage.size: Invalid value: "1GB": must be a Kubernetes quantity ' +
+          'such as 1Gi, 500m or 1000 (no sign, at most 19 digits, 9 decimals and a 2-digit ' +
+          'exponent)',
       ]);
     });
 
@@ -220,7 +261,9 @@ describe('validateNatsChange', () => {
         resources: { limits: { cpu: '-1' }, requests: { memory: '2Gi' } },
       });
       expect(messages(errors)).toEqual([
-        'spec.resources.limits[cpu]: Invalid value: "-1": must be greater than or equal to 0',
+        expect.stringMatching(
+          /^spec.resources.limits\[cpu\]: Invalid value: "-1": must be a Kubernetes quantity/,
+        ),
       ]);
       expect(
         messages(
@@ -328,8 +371,8 @@ describe('validateNatsChange', () => {
       };
       expect(create(spec).warnings).toEqual([
         'spec.jetStream.fileStorage.size (256Mi) is smaller than spec.jetStream.memStorage.size ' +
-          '(512Mi), so JetStream gets less room on disk than in memory; fileStorage.size cannot ' +
-          'change once set',
+          '(512Mi), so JetStream gets less room on disk than in memory; raising fileStorage.size ' +
+          'later needs a StorageClass that allows volume expansion',
       ]);
       // Disabled, the memory store takes nothing.
       const disabled = { jetStream: { memStorage: { enabled: false, size: '4Gi' } } };
