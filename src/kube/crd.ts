@@ -1,8 +1,8 @@
-import type { KubeConfig } from '@kubernetes/client-node';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { applyObject, requestJson, resourcePath, type KubeObject } from './api.ts';
+import type { KubeObject } from '../base/object.ts';
+import type { KubeClient } from './client.ts';
 
-interface CrdStatus {
+interface CrdStatus extends KubeObject {
   status?: { conditions?: { type: string; status: string; message?: string }[] };
 }
 
@@ -11,17 +11,17 @@ interface CrdStatus {
  * of the kind cannot be created before that.
  */
 export async function ensureCrd(
-  kc: KubeConfig,
+  client: KubeClient,
   crd: KubeObject,
   fieldManager: string,
   timeoutMs = 30_000,
 ): Promise<void> {
-  await applyObject(kc, crd, { fieldManager });
-  const path = resourcePath(crd.apiVersion, crd.kind, undefined, crd.metadata.name);
+  await client.apply(crd, { fieldManager });
+  const ref = { apiVersion: crd.apiVersion, kind: crd.kind, name: crd.metadata.name ?? '' };
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const { status } = (await requestJson(kc, { method: 'GET', path })) as CrdStatus;
-    const established = status?.conditions?.find((c) => c.type === 'Established');
+    const current = await client.get<CrdStatus>(ref, { timeoutMs });
+    const established = current?.status?.conditions?.find((c) => c.type === 'Established');
     if (established?.status === 'True') return;
     if (Date.now() > deadline) {
       throw new Error(

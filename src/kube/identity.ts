@@ -1,15 +1,10 @@
 // Who the API server takes us for: the user name and groups of our own credentials.
-import type { KubeConfig } from '@kubernetes/client-node';
-import { requestJson } from './api.ts';
-
-export interface UserInfo {
-  readonly username: string;
-  readonly groups: readonly string[];
-}
+import type { UserInfo } from '../base/object.ts';
+import type { KubeClient } from './client.ts';
 
 /** A SelfSubjectReview (authentication.k8s.io/v1, served since Kubernetes 1.28). */
-export async function whoAmI(kc: KubeConfig): Promise<UserInfo> {
-  const review = (await requestJson(kc, {
+export async function whoAmI(client: KubeClient): Promise<UserInfo> {
+  const review = (await client.request({
     method: 'POST',
     path: '/apis/authentication.k8s.io/v1/selfsubjectreviews',
     body: { apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' },

@@ -7,7 +7,8 @@
 // JetStream does not (disabled, electing a leader, timing out, refusing us) may still hold data.
 import { inspect } from 'node:util';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
-import { connect, errors, type NatsConnection } from '@nats-io/transport-node';
+import { errors, type NatsConnection } from '@nats-io/transport-node';
+import { closeQuietly, connectWithin, deadlineIn, type Outcome, within } from './connection.ts';
 
 export const SAP_STREAM = 'sap';
 export const CUSTOMER_STREAM_EXISTS_MESSAGE =
@@ -16,8 +17,6 @@ export const STREAM_CONSUMER_EXISTS_MESSAGE =
   'Cannot delete NATS cluster as stream consumer exists';
 /** The whole check's budget: connecting and every JetStream request. */
 export const DEFAULT_TIMEOUT_MS = 5_000;
-/** Closing after the budget ran out may take at most this long on top of it. */
-export const CLOSE_GRACE_MS = 500;
 
 export interface CustomerDataBlocked {
   kind: 'blocked';
@@ -131,23 +130,6 @@ export function classifyConnectError(err: unknown): CustomerDataCheck {
   return unreachable ? { kind: 'unreachable', error } : { kind: 'error', error };
 }
 
-type Outcome<T> = { done: true; value: T } | { done: false };
-
-/** `work`'s result, or `{ done: false }` once `ms` have passed; rejects as `work` does. */
-async function within<T>(work: Promise<T>, ms: number): Promise<Outcome<T>> {
-  let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<Outcome<T>>((resolve) => {
-    timer = setTimeout(() => {
-      resolve({ done: false });
-    }, ms);
-  });
-  try {
-    return await Promise.race([work.then((value): Outcome<T> => ({ done: true, value })), expired]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
   const all: T[] = [];
   for await (const item of items) all.push(item);
@@ -174,13 +156,6 @@ async function askJetStream(jsm: JetStreamManager): Promise<CustomerDataCheck> {
   return verdict;
 }
 
-async function closeQuietly(nc: NatsConnection): Promise<void> {
-  await within(
-    nc.close().catch(() => undefined),
-    CLOSE_GRACE_MS,
-  );
-}
-
 /**
  * Whether the NATS at `url` holds customer data, asked as the manager asks it: no credentials,
  * no reconnects. Settles within `timeoutMs` (default 5 s) plus at most CLOSE_GRACE_MS, and
@@ -192,29 +167,14 @@ export async function checkCustomerData(
   options: { timeoutMs?: number } = {},
 ): Promise<CustomerDataCheck> {
   const budget = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  if (!Number.isFinite(budget) || budget <= 0) {
-    throw new RangeError(`timeoutMs must be a positive number, not ${String(budget)}`);
-  }
-  const deadline = performance.now() + budget;
-  const remaining = (): number => Math.max(1, Math.ceil(deadline - performance.now()));
-
-  // The client's own connect timeout does not cover the DNS lookup, hence the outer one.
-  // Through then(), so that a synchronous throw (a malformed URL) is a rejection too. Known gap:
-  // when the handshake times out after TCP connected, @nats-io/transport-node 3.4.0 leaves that
-  // socket open (its close ignores a transport that never connected) and hands us nothing to
-  // close; it lasts until the peer closes it.
-  const connecting = Promise.resolve().then(() =>
-    connect({ servers: url, name: 'nats-manager', reconnect: false, timeout: budget }),
-  );
+  const { remaining } = deadlineIn(budget);
   let connected: Outcome<NatsConnection>;
   try {
-    connected = await within(connecting, remaining());
+    connected = await connectWithin({ url, timeoutMs: budget });
   } catch (err) {
     return classifyConnectError(err);
   }
   if (!connected.done) {
-    // Close a connection that completes after all.
-    void connecting.then(closeQuietly, () => undefined);
     return { kind: 'unreachable', error: `no NATS handshake within ${String(budget)} ms` };
   }
 

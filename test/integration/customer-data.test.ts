@@ -8,8 +8,8 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { defaultNatsSpec } from '../../src/api/defaults.ts';
 import { ensureBinaries } from '../../src/localplane/binaries.ts';
 import { freePort } from '../../src/localplane/plane.ts';
+import { CLOSE_GRACE_MS } from '../../src/nats/connection.ts';
 import {
-  CLOSE_GRACE_MS,
   CUSTOMER_STREAM_EXISTS_MESSAGE,
   STREAM_CONSUMER_EXISTS_MESSAGE,
   checkCustomerData,
