@@ -1,8 +1,9 @@
 // Writes the CA bundle into the webhook configurations, so that API servers trust the serving
 // certificate. The manager calls it on start and after every rotation; every replica may, so it
 // writes only when a webhook's caBundle differs, and with the resourceVersion it read.
-import type { KubeConfig } from '@kubernetes/client-node';
-import { isApiStatus, type KubeObject, requestJson, resourcePath } from '../src/kube/api.ts';
+import type { KubeObject } from '../src/base/object.ts';
+import type { KubeClient } from '../src/kube/client.ts';
+import { isApiStatus } from '../src/kube/transport.ts';
 
 export interface WebhookConfigurationNames {
   readonly mutating: readonly string[];
@@ -32,18 +33,18 @@ export function withCaBundle(configuration: KubeObject, caBundle: string): KubeO
 
 /** Sets the bundle on one configuration; resolves to whether it wrote. */
 async function injectInto(
-  kc: KubeConfig,
+  client: KubeClient,
   kind: string,
   name: string,
   caBundle: string,
 ): Promise<boolean> {
-  const path = resourcePath(API_VERSION, kind, undefined, name);
   for (let attempt = 1; ; attempt++) {
-    const current = (await requestJson(kc, { method: 'GET', path })) as KubeObject;
+    const current = await client.get({ apiVersion: API_VERSION, kind, name });
+    if (current === undefined) throw new Error(`${kind} ${name} does not exist`);
     const updated = withCaBundle(current, caBundle);
     if (updated === undefined) return false;
     try {
-      await requestJson(kc, { method: 'PUT', path, body: updated });
+      await client.update(updated);
       return true;
     } catch (error) {
       // Another writer got in between (often another replica with the same bundle): re-read.
@@ -57,7 +58,7 @@ async function injectInto(
  * changed, as `Kind/name`; a missing configuration is an error, since its webhooks would fail.
  */
 export async function injectCaBundle(
-  kc: KubeConfig,
+  client: KubeClient,
   caPem: string,
   names: WebhookConfigurationNames,
 ): Promise<string[]> {
@@ -71,7 +72,7 @@ export async function injectCaBundle(
   const written = await Promise.all(
     targets.map(async ([kind, name]) => {
       try {
-        return (await injectInto(kc, kind, name, caBundle)) ? `${kind}/${name}` : undefined;
+        return (await injectInto(client, kind, name, caBundle)) ? `${kind}/${name}` : undefined;
       } catch (error) {
         throw new Error(`cannot write the CA bundle into ${kind} ${name}`, { cause: error });
       }

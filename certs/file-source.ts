@@ -10,7 +10,7 @@ import { X509Certificate } from 'node:crypto';
 import { type FSWatcher, watch } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Logger } from '../src/manager/log.ts';
+import type { Logger } from '../src/base/log.ts';
 import { type Checked, checkKeyPair } from './plan.ts';
 import { certificateListeners, type CertificateSource, type ServingCertificate } from './source.ts';
 

@@ -84,6 +84,11 @@ export interface PlanInput {
   readonly names: ServingNames;
   readonly now: Date;
   readonly validity?: Validity;
+  /**
+   * Keys generated beforehand for what the decision creates (see x509.newRsaKeyPem), so that the
+   * caller can make them off the event loop; those missing are generated here.
+   */
+  readonly keys?: { readonly ca?: string; readonly serving?: string };
 }
 
 export type Checked<T> = { readonly value: T } | { readonly problem: string };
@@ -193,13 +198,16 @@ function readServing(
   return { value: { ...pair.value, signer } };
 }
 
-function newCa(now: Date, validity: Validity): KeyPair {
+function newCa(now: Date, validity: Validity, keyPem: string | undefined): KeyPair {
   const commonName = `${CA_COMMON_NAME}@${String(Math.floor(now.getTime() / 1000))}`;
-  return createCertificateAuthority(commonName, validity.caDays, now);
+  return createCertificateAuthority(commonName, validity.caDays, now, keyPem);
 }
 
-function newServing(ca: KeyPair, names: ServingNames, now: Date, validity: Validity): KeyPair {
+function newServing(ca: KeyPair, input: PlanInput, validity: Validity): KeyPair {
+  const { names, now } = input;
+  const keyPem = input.keys?.serving;
   return issueCertificate(ca, {
+    ...(keyPem === undefined ? {} : { keyPem }),
     commonName: names.commonName,
     dnsNames: names.dnsNames,
     ipAddresses: names.ipAddresses,
@@ -312,8 +320,8 @@ export function decide(input: PlanInput): Decision {
 export function planCertificates(input: PlanInput): CertificatePlan {
   const decision = decide(input);
   const validity = input.validity ?? DEFAULT_VALIDITY;
-  const ca = decision.ca ?? newCa(input.now, validity);
-  const serving = decision.serving ?? newServing(ca, input.names, input.now, validity);
+  const ca = decision.ca ?? newCa(input.now, validity, input.keys?.ca);
+  const serving = decision.serving ?? newServing(ca, input, validity);
   const { previousCa } = decision;
   const caBundle = pemBundle(
     previousCa === undefined ? [ca.certPem] : [ca.certPem, previousCa.certPem],

@@ -6,20 +6,22 @@
 // One loop both renews in time and picks up a rotation another replica made: it re-reads and
 // re-plans every minute. Polling rather than a watch: a silent watch would be a certificate that
 // quietly expires, and a GET a minute costs nothing.
-import type { KubeConfig } from '@kubernetes/client-node';
-import { getObject, isApiStatus, requestJson, resourcePath } from '../src/kube/api.ts';
-import type { Logger } from '../src/manager/log.ts';
+import type { KubeClient } from '../src/kube/client.ts';
+import { isApiStatus } from '../src/kube/transport.ts';
+import type { Logger } from '../src/base/log.ts';
 import {
   type CertificatePlan,
+  decide,
   planCertificates,
   type SecretData,
   type ServingNames,
   type Validity,
 } from './plan.ts';
 import { certificateListeners, type CertificateSource, type ServingCertificate } from './source.ts';
+import { newRsaKeyPem } from './x509.ts';
 
 export interface SecretSourceOptions {
-  readonly kc: KubeConfig;
+  readonly client: KubeClient;
   readonly namespace: string;
   readonly secretName: string;
   readonly names: ServingNames;
@@ -52,6 +54,7 @@ interface SecretObject {
   metadata: { name: string; namespace: string; resourceVersion?: string; [key: string]: unknown };
   type?: string;
   data?: Record<string, unknown> | null;
+  [key: string]: unknown;
 }
 
 function decode(secret: SecretObject): SecretData {
@@ -78,15 +81,29 @@ function sameCertificate(a: ServingCertificate, b: ServingCertificate): boolean 
 
 /** Reads, plans and writes the Secret; resolves to the plan whose data is now stored. */
 async function converge(options: SecretSourceOptions): Promise<CertificatePlan> {
-  const { kc, namespace, secretName: name } = options;
-  const path = resourcePath('v1', 'Secret', namespace, name);
+  const { client, namespace, secretName: name } = options;
   for (let attempt = 1; ; attempt++) {
-    const secret = await getObject<SecretObject>(kc, path);
-    const plan = planCertificates({
+    const secret = await client.get<SecretObject>({
+      apiVersion: 'v1',
+      kind: 'Secret',
+      namespace,
+      name,
+    });
+    const input = {
       data: secret && decode(secret),
       names: options.names,
       now: (options.clock ?? (() => new Date()))(),
       validity: options.validity,
+    };
+    // The keys a rotation needs are made off the event loop, which keeps serving meanwhile.
+    const decision = decide(input);
+    const [ca, serving] = await Promise.all([
+      decision.ca === undefined ? newRsaKeyPem() : undefined,
+      decision.serving === undefined ? newRsaKeyPem() : undefined,
+    ]);
+    const plan = planCertificates({
+      ...input,
+      keys: { ...(ca === undefined ? {} : { ca }), ...(serving === undefined ? {} : { serving }) },
     });
     if (plan.action === 'keep') return plan;
     try {
@@ -112,7 +129,7 @@ async function write(
   existing: SecretObject | undefined,
   plan: CertificatePlan,
 ): Promise<void> {
-  const { kc, namespace, secretName: name } = options;
+  const { client, namespace, secretName: name } = options;
   if (existing === undefined) {
     const secret: SecretObject = {
       apiVersion: 'v1',
@@ -123,19 +140,11 @@ async function write(
       type: 'kubernetes.io/tls',
       data: encode(plan.data),
     };
-    await requestJson(kc, {
-      method: 'POST',
-      path: resourcePath('v1', 'Secret', namespace),
-      body: secret,
-    });
+    await client.create(secret);
     return;
   }
   // The read resourceVersion rides along, so a concurrent write makes this one fail with 409.
-  await requestJson(kc, {
-    method: 'PUT',
-    path: resourcePath('v1', 'Secret', namespace, name),
-    body: { ...existing, data: encode(plan.data) },
-  });
+  await client.update({ ...existing, data: encode(plan.data) });
 }
 
 export async function startSecretCertificateSource(

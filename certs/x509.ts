@@ -1,6 +1,7 @@
 // X.509 building blocks: a CA and certificates it signs. Used for the webhook serving
 // certificate and for the local control plane's PKI.
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { generateKeyPair, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { promisify } from 'node:util';
 import forge from 'node-forge';
 
 export interface KeyPair {
@@ -18,6 +19,8 @@ export interface CertificateRequest {
   readonly validDays: number;
   /** Defaults to now; tests move it to exercise expiry. */
   readonly notBefore?: Date;
+  /** A PKCS#8 RSA key generated beforehand (see newRsaKeyPem); a new one otherwise. */
+  readonly keyPem?: string;
 }
 
 const MS_PER_DAY = 86_400_000;
@@ -32,10 +35,28 @@ function utf8Attribute(name: string, value: string): forge.pki.CertificateField 
 }
 
 // node:crypto generates RSA keys natively; forge's pure-JS generator takes seconds per key.
-function newRsaKey(): { forgeKey: forge.pki.rsa.PrivateKey; keyPem: string } {
-  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-  const keyPem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+function newRsaKey(given?: string): { forgeKey: forge.pki.rsa.PrivateKey; keyPem: string } {
+  const keyPem =
+    given ??
+    generateKeyPairSync('rsa', { modulusLength: 2048 })
+      .privateKey.export({ type: 'pkcs8', format: 'pem' })
+      .toString();
   return { forgeKey: forge.pki.privateKeyFromPem(keyPem), keyPem };
+}
+
+const generateKeyPairAsync = promisify(generateKeyPair);
+
+/**
+ * A new RSA key as PKCS#8 PEM, generated on libuv's thread pool: 50-600 ms of prime search that
+ * would otherwise stop the event loop, and with it the webhook server, during a rotation.
+ */
+export async function newRsaKeyPem(): Promise<string> {
+  const { privateKey } = await generateKeyPairAsync('rsa', {
+    modulusLength: 2048,
+    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+  });
+  return privateKey;
 }
 
 function publicKeyOf(key: forge.pki.rsa.PrivateKey): forge.pki.rsa.PublicKey {
@@ -63,8 +84,9 @@ export function createCertificateAuthority(
   commonName: string,
   validDays: number,
   notBefore = new Date(),
+  givenKeyPem?: string,
 ): KeyPair {
-  const { forgeKey, keyPem } = newRsaKey();
+  const { forgeKey, keyPem } = newRsaKey(givenKeyPem);
   const cert = newCertificate(forgeKey, notBefore, validDays);
   const subject = [utf8Attribute('commonName', commonName)];
   cert.setSubject(subject);
@@ -81,7 +103,7 @@ export function createCertificateAuthority(
 export function issueCertificate(ca: KeyPair, request: CertificateRequest): KeyPair {
   const caCert = forge.pki.certificateFromPem(ca.certPem);
   const caKey = forge.pki.privateKeyFromPem(ca.keyPem);
-  const { forgeKey, keyPem } = newRsaKey();
+  const { forgeKey, keyPem } = newRsaKey(request.keyPem);
   const cert = newCertificate(forgeKey, request.notBefore ?? new Date(), request.validDays);
   cert.setSubject([
     utf8Attribute('commonName', request.commonName),

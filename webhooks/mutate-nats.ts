@@ -1,19 +1,26 @@
 // The defaulting webhook for NATS resources. The apiserver already applies the CRD's schema
-// defaults before admission; this also writes the one default only the manager knows (the
-// file-storage size), so the stored resource shows every value the cluster runs with.
+// defaults before admission; this applies the same ones (for a request that reaches it
+// undefaulted). The file-storage size is never written: a resource created without one keeps
+// none, so that it can still be set later, as with the Go manager.
+//
+// It also judges the change. The API server calls mutating webhooks before it validates the
+// schema and the CEL rules, and stops at the first layer that refuses; judging here, every
+// error of every layer (schema, CEL rules, what only the manager knows) comes in one answer.
 import { defaultNatsSpec } from '../src/api/defaults.ts';
-import { NATS_GROUP, NATS_KIND, NATS_VERSION } from '../src/api/nats.ts';
+import type { ServedNats } from '../src/api/rules.ts';
+import { NATS_GVK, invalidStatus, judgeNats, nameOf } from './nats-verdict.ts';
 import {
   allow,
   allowWithPatch,
   badRequest,
+  deny,
   kindMismatch,
   type AdmissionRequest,
   type AdmissionResponse,
   type JsonPatchOperation,
 } from './review.ts';
 
-export const NATS_GVK = { group: NATS_GROUP, version: NATS_VERSION, kind: NATS_KIND } as const;
+export { NATS_GVK } from './nats-verdict.ts';
 
 type JsonObject = Record<string, unknown>;
 
@@ -57,33 +64,10 @@ export function jsonPatch(before: unknown, after: unknown, path = ''): JsonPatch
 }
 
 /**
- * The spec the stored resource should have. On UPDATE a file-storage size the old resource had
- * is not put back when the new one drops it: validation must see, and refuse, the removal
- * rather than a silent change to 1Gi.
+ * Defaults a NATS resource on CREATE and UPDATE, or denies it with every error at once when
+ * `served` is given; other operations pass unchanged.
  */
-function defaultedSpec(request: AdmissionRequest, spec: unknown): unknown {
-  const defaulted = defaultNatsSpec(spec);
-  const fileStorageOf = (value: unknown): unknown =>
-    isObject(value) && isObject(value.jetStream) ? value.jetStream.fileStorage : undefined;
-  const oldFileStorage = fileStorageOf(
-    isObject(request.oldObject) ? request.oldObject.spec : undefined,
-  );
-  const newFileStorage = fileStorageOf(spec);
-  const removed =
-    request.operation === 'UPDATE' &&
-    isObject(oldFileStorage) &&
-    oldFileStorage.size != null &&
-    !(isObject(newFileStorage) && newFileStorage.size != null);
-  if (!removed) return defaulted;
-  const fileStorage: Partial<typeof defaulted.jetStream.fileStorage> = {
-    ...defaulted.jetStream.fileStorage,
-  };
-  delete fileStorage.size;
-  return { ...defaulted, jetStream: { ...defaulted.jetStream, fileStorage } };
-}
-
-/** Defaults a NATS resource on CREATE and UPDATE; other operations pass unchanged. */
-export function mutateNats(request: AdmissionRequest): AdmissionResponse {
+export function mutateNats(request: AdmissionRequest, served?: ServedNats): AdmissionResponse {
   const mismatch = kindMismatch(request, NATS_GVK);
   if (mismatch !== undefined) return badRequest(request.uid, mismatch);
   if (request.operation !== 'CREATE' && request.operation !== 'UPDATE') return allow(request.uid);
@@ -94,7 +78,12 @@ export function mutateNats(request: AdmissionRequest): AdmissionResponse {
   const spec = object.spec;
   // A spec that is not an object cannot be defaulted; the schema refuses it after admission.
   if (spec !== undefined && spec !== null && !isObject(spec)) return allow(request.uid);
-  const defaulted = defaultedSpec(request, spec);
+  if (served !== undefined) {
+    // Warnings are the validating webhook's to give, once.
+    const { errors } = judgeNats(request.operation, object, request.oldObject, served);
+    if (errors.length > 0) return deny(request.uid, invalidStatus(nameOf(request), errors));
+  }
+  const defaulted = defaultNatsSpec(spec);
   const patch = Object.hasOwn(object, 'spec')
     ? jsonPatch(spec, defaulted, '/spec')
     : [{ op: 'add' as const, path: '/spec', value: defaulted }];

@@ -14,7 +14,7 @@
 //   runs without --use-service-account-credentials.
 // Writes to subresources other than `scale` (status) are the controllers' and pass.
 import { MANAGED_BY_LABEL, MANAGED_BY_VALUE, NATS_GROUP, NATS_KIND } from '../src/api/nats.ts';
-import { objectNames } from '../src/render/names.ts';
+import { CHILD_KINDS } from '../src/render/children.ts';
 import {
   allow,
   deny,
@@ -66,22 +66,24 @@ function isLabelled(object: unknown): boolean {
   return isObject(labels) && labels[MANAGED_BY_LABEL] === MANAGED_BY_VALUE;
 }
 
-/** The child name the manager uses for each resource it renders, keyed `group/resource`. */
+/** The child name the manager uses for a resource it renders, from the child table. */
 function reservedName(
   config: ChildProtectionConfig,
   group: string,
   resource: string,
 ): string | undefined {
-  const names = objectNames(config.natsName);
-  const byResource: Record<string, string> = {
-    '/configmaps': names.configMap,
-    '/secrets': names.secret,
-    '/services': names.service,
-    'apps/statefulsets': names.statefulSet,
-    'policy/poddisruptionbudgets': names.podDisruptionBudget,
-    'networking.istio.io/destinationrules': names.destinationRule,
-  };
-  return byResource[`${group}/${resource}`];
+  const child = CHILD_KINDS.find((c) => c.group === group && c.resource === resource);
+  return child?.name(config.natsName);
+}
+
+/** Whether `subResource` of the resource is one users may not write on a child (scale). */
+function guardedSubresource(group: string, resource: string, subResource: string): boolean {
+  return CHILD_KINDS.some(
+    (c) =>
+      c.group === group &&
+      c.resource === resource &&
+      (c.guardedSubresources ?? []).includes(subResource),
+  );
 }
 
 interface Owner {
@@ -118,19 +120,26 @@ function describeTarget(request: AdmissionRequest): string {
 
 type Claim = 'labelled' | 'label-removed' | 'label-added' | 'scale' | 'reserved-name';
 
-/** Why the manager owns what the request touches, or undefined when it does not. */
+/** The claim on a subresource write: only the guarded ones (scale) of a child's name. */
+function subresourceClaim(
+  request: AdmissionRequest,
+  config: ChildProtectionConfig,
+): Claim | undefined {
+  const { resource, subResource } = request;
+  const guarded =
+    guardedSubresource(resource.group, resource.resource, subResource) &&
+    request.namespace === config.natsNamespace &&
+    request.name === reservedName(config, resource.group, resource.resource);
+  return guarded ? 'scale' : undefined;
+}
+
+/**
+ * Why the manager owns what the request touches, or undefined when it does not. Every child
+ * name in the served namespace is reserved, whatever labels the object carries.
+ */
 function claimOf(request: AdmissionRequest, config: ChildProtectionConfig): Claim | undefined {
-  const { resource, subResource, operation, namespace } = request;
-  const inNatsNamespace = namespace === config.natsNamespace;
-  if (subResource === 'scale') {
-    const isManagedStatefulSet =
-      resource.group === 'apps' &&
-      resource.resource === 'statefulsets' &&
-      inNatsNamespace &&
-      request.name === objectNames(config.natsName).statefulSet;
-    return isManagedStatefulSet ? 'scale' : undefined;
-  }
-  if (subResource !== '') return undefined;
+  const { resource, subResource, operation } = request;
+  if (subResource !== '') return subresourceClaim(request, config);
   const before = isLabelled(request.oldObject);
   const after = isLabelled(request.object);
   if (operation === 'UPDATE' && before && !after) return 'label-removed';
@@ -138,15 +147,12 @@ function claimOf(request: AdmissionRequest, config: ChildProtectionConfig): Clai
   if (operation !== 'DELETE' && !before && after) return 'label-added';
   if (before || after) return 'labelled';
   const reserved = reservedName(config, resource.group, resource.resource);
-  if (
+  const takesReservedName =
     operation === 'CREATE' &&
-    inNatsNamespace &&
+    request.namespace === config.natsNamespace &&
     reserved !== undefined &&
-    objectName(request) === reserved
-  ) {
-    return 'reserved-name';
-  }
-  return undefined;
+    objectName(request) === reserved;
+  return takesReservedName ? 'reserved-name' : undefined;
 }
 
 // Metadata the apiserver maintains itself, or that only says who owns the object.

@@ -2,6 +2,8 @@
 // a precise reason out) and the response builders. Every answer to a review whose uid is known is
 // an AdmissionReview, so the apiserver always gets a verdict it can show to the user.
 
+import type { UserInfo } from '../src/base/object.ts';
+
 export const ADMISSION_API_VERSION = 'admission.k8s.io/v1';
 export const ADMISSION_REVIEW_KIND = 'AdmissionReview';
 
@@ -20,11 +22,7 @@ export interface GroupVersionResource {
   readonly resource: string;
 }
 
-export interface UserInfo {
-  readonly username: string;
-  readonly uid?: string;
-  readonly groups: readonly string[];
-}
+export type { UserInfo } from '../src/base/object.ts';
 
 export interface AdmissionRequest {
   readonly uid: string;

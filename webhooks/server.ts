@@ -2,8 +2,8 @@
 // the pure handlers, and the HTTPS server around it, which presents the current serving
 // certificate and swaps in a rotated one without a restart.
 import { createServer, type Server } from 'node:https';
-import type { RequestListener } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
 import express, {
   type ErrorRequestHandler,
   type Express,
@@ -12,26 +12,51 @@ import express, {
   type Response,
 } from 'express';
 import type { CertificateSource } from '../certs/source.ts';
-import type { Logger } from '../src/manager/log.ts';
+import type { Logger } from '../src/base/log.ts';
+import type { ServedNats } from '../src/api/rules.ts';
 import { mutateNats } from './mutate-nats.ts';
 import { protectChildren, type ChildProtectionConfig } from './protect-children.ts';
+import { errorMessage } from '../src/base/json.ts';
+import type { Asked, StreamReplicas } from '../src/nats/peers.ts';
 import {
   answerReview,
+  decodeAdmissionReview,
   type AdmissionOutcome,
   type AdmissionRequest,
   type AdmissionResponse,
 } from './review.ts';
+import {
+  LIVE_CHECK_BUDGET_MS,
+  shrinkOf,
+  withLiveCheck,
+  type Shrink,
+  type StreamLookup,
+} from './scale-down-check.ts';
+import {
+  growthOf,
+  withGrowthCheck,
+  type ClaimStorageClass,
+  type Growth,
+  type StorageClassLookup,
+} from './storage-growth-check.ts';
 import { validateNatsRequest } from './validate-nats.ts';
 
 export type WebhookName = 'mutate-nats' | 'validate-nats' | 'protect-children';
 
-/** What the handlers need from the manager's configuration. */
-export type AdmissionConfig = ChildProtectionConfig;
+/** What the handlers need from the manager's configuration (and the provider, if known). */
+export type AdmissionConfig = ChildProtectionConfig & Pick<ServedNats, 'provider'>;
 
 export interface AdmissionAppDeps {
   /** Called once per request to a webhook route, after the answer is sent. */
   readonly onAdmission?: (webhook: WebhookName, result: AdmissionOutcome, seconds: number) => void;
   readonly log?: Logger;
+  /** Asks the cluster for its streams when an update lowers spec.cluster.size; none: not asked. */
+  readonly streams?: StreamLookup;
+  /**
+   * Reads the StorageClass of the claims when an update raises the file-storage size; none: not
+   * asked (the growth is then judged by the rules alone).
+   */
+  readonly storageClasses?: StorageClassLookup;
 }
 
 // etcd refuses objects over ~1.5 MiB; a review carries the object twice (old and new), plus a
@@ -41,7 +66,7 @@ export const BODY_LIMIT_BYTES = 3 * 1024 * 1024;
 type Handler = (request: AdmissionRequest, config: AdmissionConfig) => AdmissionResponse;
 
 const HANDLERS: Readonly<Record<WebhookName, Handler>> = {
-  'mutate-nats': (request) => mutateNats(request),
+  'mutate-nats': mutateNats,
   'validate-nats': validateNatsRequest,
   'protect-children': protectChildren,
 };
@@ -59,9 +84,40 @@ const requireJson: RequestHandler = (req, res, next) => {
   sendError(res, 415, 'Content-Type must be application/json');
 };
 
+// Far deeper than any object these webhooks review (a StatefulSet nests about 15 levels). A body
+// of brackets nested this deep is refused before it is parsed: JSON.parse turns 3 MiB of them
+// into hundreds of MB of arrays, and a handful at once would take the manager past its memory limit.
+export const MAX_JSON_DEPTH = 100;
+
+/** Whether a JSON text nests objects and arrays deeper than `limit`; string contents are skipped. */
+export function nestsDeeperThan(body: Uint8Array, limit: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < body.length; i++) {
+    const byte = body[i];
+    if (inString) {
+      if (byte === 0x5c)
+        i++; // a backslash escapes the next byte
+      else if (byte === 0x22) inString = false;
+    } else if (byte === 0x22) inString = true;
+    else if (byte === 0x7b || byte === 0x5b) {
+      if (++depth > limit) return true;
+    } else if (byte === 0x7d || byte === 0x5d) depth--;
+  }
+  return false;
+}
+
 const jsonBody = express.json({
   limit: BODY_LIMIT_BYTES,
   strict: true,
+  verify: (_req, _res, body) => {
+    if (nestsDeeperThan(body, MAX_JSON_DEPTH)) {
+      throw Object.assign(new Error('request body nests too deep'), {
+        status: 400,
+        type: 'entity.too.deep',
+      });
+    }
+  },
   // No compressed bodies: the apiserver never sends them, and they would let a small request
   // cost a lot of work before the limit applies.
   inflate: false,
@@ -86,6 +142,11 @@ function describeBodyError(error: HttpError): { status: number; message: string 
   switch (error.type) {
     case 'entity.too.large':
       return { status: 413, message: `request body exceeds ${String(BODY_LIMIT_BYTES)} bytes` };
+    case 'entity.too.deep':
+      return {
+        status: 400,
+        message: `request body nests deeper than ${String(MAX_JSON_DEPTH)} levels`,
+      };
     case 'entity.parse.failed':
       return { status: 400, message: 'request body is not a JSON object' };
     case 'encoding.unsupported':
@@ -139,14 +200,71 @@ function review(
   deps: AdmissionAppDeps,
 ): RequestHandler {
   const handle = HANDLERS[webhook];
-  return (req: Request, res: Response) => {
+  return async (req: Request, res: Response) => {
+    const live = webhook === 'validate-nats' ? await liveFacts(req.body, config, deps) : {};
     const answer = answerReview(
       req.body,
-      (request) => handle(request, config),
+      (request) => {
+        let response = handle(request, config);
+        if (live.shrink !== undefined) {
+          response = withLiveCheck(response, live.shrink.shrink, live.shrink.asked);
+        }
+        if (live.growth !== undefined) {
+          response = withGrowthCheck(response, live.growth.growth, live.growth.asked);
+        }
+        return response;
+      },
       (error) => deps.log?.error('admission handler failed', { webhook, error }),
     );
     outcomes.set(res, answer.outcome);
     res.status(answer.httpStatus).json(answer.body);
+  };
+}
+
+interface LiveFacts {
+  readonly shrink?: { shrink: Shrink; asked: Asked<readonly StreamReplicas[]> };
+  readonly growth?: { growth: Growth; asked: Asked<readonly ClaimStorageClass[]> };
+}
+
+async function asking<T>(ask: () => Promise<Asked<T>>): Promise<Asked<T>> {
+  try {
+    return await ask();
+  } catch (error) {
+    return { ok: false, error: errorMessage(error) };
+  }
+}
+
+/**
+ * What an update needs asked of the cluster, each within the budget (both at once): for one
+ * that lowers the size, its streams; for one that raises the file-storage size, the claims'
+ * StorageClass.
+ */
+async function liveFacts(
+  body: unknown,
+  config: AdmissionConfig,
+  deps: AdmissionAppDeps,
+): Promise<LiveFacts> {
+  const decoded = decodeAdmissionReview(body);
+  if (!decoded.ok) return {};
+  const shrink = deps.streams === undefined ? undefined : shrinkOf(decoded.request);
+  const growth =
+    deps.storageClasses === undefined ? undefined : growthOf(decoded.request, config.provider?.());
+  const { streams, storageClasses } = deps;
+  const [shrinkAsked, growthAsked] = await Promise.all([
+    shrink === undefined || streams === undefined
+      ? undefined
+      : asking(() => streams(shrink, LIVE_CHECK_BUDGET_MS)),
+    growth === undefined || storageClasses === undefined
+      ? undefined
+      : asking(() => storageClasses(growth, LIVE_CHECK_BUDGET_MS)),
+  ]);
+  return {
+    ...(shrink === undefined || shrinkAsked === undefined
+      ? {}
+      : { shrink: { shrink, asked: shrinkAsked } }),
+    ...(growth === undefined || growthAsked === undefined
+      ? {}
+      : { growth: { growth, asked: growthAsked } }),
   };
 }
 
@@ -256,13 +374,76 @@ export async function startWebhookServer(options: WebhookServerOptions): Promise
     });
   }
   const { port } = server.address() as AddressInfo;
-  return { server, port, close: () => closeServer(server, unsubscribe, timeouts.requestMs) };
+  const connections = trackConnections(server);
+  return {
+    server,
+    port,
+    close: () => closeServer(server, connections, unsubscribe, timeouts.requestMs),
+  };
 }
 
-function closeServer(server: Server, unsubscribe: () => void, graceMs: number): Promise<void> {
+interface Connections {
+  /** From now on, every connection is closed as soon as it has no request in flight. */
+  drain(): void;
+  /** Closes every connection at once. */
+  destroyAll(): void;
+}
+
+/**
+ * The connections and the requests in flight on each. The API server keeps its connections
+ * alive; Node's own closeIdleConnections() missed some of them, holding a close open until the
+ * grace ended, so this keeps its own account.
+ */
+function trackConnections(server: Server): Connections {
+  const open = new Set<Socket>();
+  const inFlight = new Map<Socket, number>();
+  let draining = false;
+  server.on('secureConnection', (socket: Socket) => {
+    open.add(socket);
+    socket.once('close', () => {
+      open.delete(socket);
+      inFlight.delete(socket);
+    });
+  });
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const socket = req.socket;
+    inFlight.set(socket, (inFlight.get(socket) ?? 0) + 1);
+    let done = false;
+    const finished = (): void => {
+      if (done) return;
+      done = true;
+      const left = (inFlight.get(socket) ?? 1) - 1;
+      if (left > 0) {
+        inFlight.set(socket, left);
+        return;
+      }
+      inFlight.delete(socket);
+      if (draining) socket.end();
+    };
+    res.once('finish', finished);
+    res.once('close', finished);
+  });
+  return {
+    drain: () => {
+      draining = true;
+      for (const socket of open) if (!inFlight.has(socket)) socket.destroy();
+    },
+    destroyAll: () => {
+      for (const socket of open) socket.destroy();
+    },
+  };
+}
+
+function closeServer(
+  server: Server,
+  connections: Connections,
+  unsubscribe: () => void,
+  graceMs: number,
+): Promise<void> {
   unsubscribe();
   return new Promise((resolve, reject) => {
     const force = setTimeout(() => {
+      connections.destroyAll();
       server.closeAllConnections();
     }, graceMs);
     force.unref();
@@ -272,5 +453,6 @@ function closeServer(server: Server, unsubscribe: () => void, graceMs: number): 
       else resolve();
     });
     server.closeIdleConnections();
+    connections.drain();
   });
 }

@@ -1,7 +1,6 @@
 // The reconcile loop: watch caches of NATS resources and their children, a work queue keyed by
 // NATS resource, and the reconciler. Every replica keeps its caches warm; only the one told to
 // run (the leader) reconciles.
-import type { KubeConfig } from '@kubernetes/client-node';
 import {
   MANAGED_BY_LABEL,
   MANAGED_BY_VALUE,
@@ -9,9 +8,12 @@ import {
   NATS_KIND,
   type Nats,
 } from '../api/nats.ts';
-import { resourcePath, type KubeObject } from '../kube/api.ts';
-import type { Logger } from '../manager/log.ts';
+import type { Logger } from '../base/log.ts';
+import type { KubeObject } from '../base/object.ts';
+import type { KubeClient } from '../kube/client.ts';
+import { collectionPath, resourcePath } from '../kube/resources.ts';
 import type { CustomerDataCheck } from '../nats/customer-data.ts';
+import { childKey, CHILD_KINDS, type ChildKind } from '../render/children.ts';
 import type { EventRecorder } from './events.ts';
 import { createInformer, type Informer, type RestartReason } from './informer.ts';
 import { NatsReconciler, type ReconcilerSettings, type WriteVerb } from './reconciler.ts';
@@ -27,7 +29,7 @@ export interface ControllerMetrics {
 }
 
 export interface NatsControllerOptions {
-  readonly kc: KubeConfig;
+  readonly client: KubeClient;
   readonly settings: ReconcilerSettings;
   readonly log: Logger;
   readonly record: EventRecorder;
@@ -41,6 +43,11 @@ export interface NatsControllerOptions {
   readonly natsWatchNamespace?: string;
   /** Passed to every watch; tests shorten it. */
   readonly stallTimeoutMs?: number;
+  /**
+   * Resources reconciled at the same time (always different ones). Default 4: a resource whose
+   * requests hang until their deadline does not hold up the others.
+   */
+  readonly concurrency?: number;
 }
 
 export interface NatsController {
@@ -49,26 +56,14 @@ export interface NatsController {
   hasSynced(): boolean;
   /** Starts reconciling (this replica leads): every known NATS resource is queued. */
   run(): void;
-  /** Stops reconciling (leadership lost); keys already running finish. */
-  pause(): void;
+  /**
+   * Stops reconciling (leadership lost): the reconciles in flight are aborted, their requests
+   * cancelled. Resolves once they ended.
+   */
+  pause(): Promise<void>;
   /** Drains the queue and closes the watches. */
   stop(): Promise<void>;
   queueStats(): { depth: number; inFlight: number };
-}
-
-/** The children's kinds, by `apiVersion/kind`. */
-const CHILD_KINDS = [
-  'v1/ConfigMap',
-  'v1/Secret',
-  'v1/Service',
-  'apps/v1/StatefulSet',
-  'policy/v1/PodDisruptionBudget',
-] as const;
-const DESTINATION_RULE = 'networking.istio.io/v1/DestinationRule';
-
-function splitKind(apiVersionKind: string): [string, string] {
-  const slash = apiVersionKind.lastIndexOf('/');
-  return [apiVersionKind.slice(0, slash), apiVersionKind.slice(slash + 1)];
 }
 
 function keyOf(namespace: string, name: string): string {
@@ -79,34 +74,43 @@ function natsKey(nats: KubeObject): string {
   return keyOf(nats.metadata.namespace ?? '', nats.metadata.name ?? '');
 }
 
-const DESTINATION_RULE_CRD = 'destinationrules.networking.istio.io';
-
 interface CustomResourceDefinition extends KubeObject {
   spec?: { versions?: { name?: string; served?: boolean }[] };
   status?: { conditions?: { type?: string; status?: string }[] };
 }
 
-/** Istio's DestinationRule v1 is served: the CRD exists, is established and serves v1. */
-function servesDestinationRuleV1(crd: CustomResourceDefinition | undefined): boolean {
+/** The CRD exists, is established and serves `version`. */
+function servesVersion(crd: CustomResourceDefinition | undefined, version: string): boolean {
   if (crd === undefined) return false;
   const established = (crd.status?.conditions ?? []).some(
     (c) => c.type === 'Established' && c.status === 'True',
   );
-  return established && (crd.spec?.versions ?? []).some((v) => v.name === 'v1' && v.served);
+  return established && (crd.spec?.versions ?? []).some((v) => v.name === version && v.served);
+}
+
+function versionOf(apiVersion: string): string {
+  return apiVersion.slice(apiVersion.lastIndexOf('/') + 1);
 }
 
 export function createNatsController(options: NatsControllerOptions): NatsController {
-  const { kc, settings, log, metrics } = options;
+  const { client, settings, log, metrics } = options;
   let running = false;
+  // One per term of leadership: pause() aborts the reconciles of the term that ended.
+  let term = new AbortController();
   const informerOptions = { stallTimeoutMs: options.stallTimeoutMs, log };
 
   const queue = createWorkQueue<string>({
+    concurrency: options.concurrency ?? 4,
     process: async (key) => {
       if (!running) return;
       const slash = key.indexOf('/');
       const started = performance.now();
       try {
-        const result = await reconciler.reconcile(key.slice(0, slash), key.slice(slash + 1));
+        const result = await reconciler.reconcile(
+          key.slice(0, slash),
+          key.slice(slash + 1),
+          term.signal,
+        );
         const seconds = (performance.now() - started) / 1000;
         if (result.requeueAfterMs !== undefined) {
           queue.addAfter(key, result.requeueAfterMs);
@@ -120,7 +124,13 @@ export function createNatsController(options: NatsControllerOptions): NatsContro
       }
     },
     onError: (key, error, retryInMs) => {
-      log.error('reconcile failed', { nats: key, retryInMs, error });
+      const slash = key.indexOf('/');
+      log.error('reconcile failed', {
+        namespace: key.slice(0, slash),
+        name: key.slice(slash + 1),
+        retryInMs,
+        error,
+      });
     },
   });
   const enqueue = (key: string): void => {
@@ -134,12 +144,9 @@ export function createNatsController(options: NatsControllerOptions): NatsContro
     };
 
   const natsInformer: Informer<Nats & KubeObject> = createInformer<Nats & KubeObject>(
-    kc,
+    client,
     {
-      path:
-        options.natsWatchNamespace === undefined
-          ? '/apis/operator.kyma-project.io/v1alpha1/nats'
-          : resourcePath(NATS_API_VERSION, NATS_KIND, options.natsWatchNamespace),
+      path: collectionPath(NATS_API_VERSION, NATS_KIND, options.natsWatchNamespace),
       ...informerOptions,
     },
     {
@@ -166,15 +173,13 @@ export function createNatsController(options: NatsControllerOptions): NatsContro
   };
 
   const childInformers = new Map<string, Informer<KubeObject>>();
-  const watchChildren = (apiVersionKind: string): void => {
-    const [apiVersion, kind] = splitKind(apiVersionKind);
-    const resource = kind.toLowerCase();
+  const watchChildren = (child: ChildKind): void => {
     childInformers.set(
-      apiVersionKind,
+      childKey(child),
       createInformer<KubeObject>(
-        kc,
+        client,
         {
-          path: resourcePath(apiVersion, kind, settings.natsNamespace),
+          path: resourcePath(child.apiVersion, child.kind, settings.natsNamespace),
           labelSelector: `${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE}`,
           // Drift detection reads which fields our applies own.
           keepManagedFields: true,
@@ -184,59 +189,76 @@ export function createNatsController(options: NatsControllerOptions): NatsContro
           add: enqueueOwner,
           update: enqueueOwner,
           delete: enqueueOwner,
-          onRestart: reportRestarts(resource),
+          onRestart: reportRestarts(child.kind.toLowerCase()),
         },
       ),
     );
   };
-  for (const kind of CHILD_KINDS) watchChildren(kind);
+  const optionalKinds = CHILD_KINDS.filter((child) => child.crd !== undefined);
+  for (const child of CHILD_KINDS) if (child.crd === undefined) watchChildren(child);
 
-  // Istio comes and goes: its DestinationRule CRD is watched by name, and with it the
-  // DestinationRule children. Each change re-reconciles, so the child appears or is forgotten.
+  // Optional kinds (Istio's DestinationRule) come and go with their CRD, which is watched by
+  // name. Each change re-reconciles, so the child appears or is forgotten.
   let started = false;
-  const istioServed = (): boolean =>
-    servesDestinationRuleV1(istioCrdInformer.get(undefined, DESTINATION_RULE_CRD));
+  const crdInformers = new Map<string, Informer<CustomResourceDefinition>>();
+  const servedCrd = (crd: string): boolean => {
+    const child = optionalKinds.find((c) => c.crd === crd);
+    const version = child === undefined ? '' : versionOf(child.apiVersion);
+    return servesVersion(crdInformers.get(crd)?.get(undefined, crd), version);
+  };
   const enqueueAll = (): void => {
     for (const nats of natsInformer.list()) enqueue(natsKey(nats));
   };
-  const followIstio = (): void => {
-    if (!started) return;
-    const watched = childInformers.get(DESTINATION_RULE);
-    if (istioServed() && watched === undefined) {
-      watchChildren(DESTINATION_RULE);
+  const follow = (child: ChildKind): void => {
+    if (!started || child.crd === undefined) return;
+    const watched = childInformers.get(childKey(child));
+    const served = servedCrd(child.crd);
+    if (served && watched === undefined) {
+      watchChildren(child);
+      // Reconciled again once listed: a child written and deleted before the first list (which
+      // may wait out a retry while the new API is not yet served) leaves no event behind.
       childInformers
-        .get(DESTINATION_RULE)
+        .get(childKey(child))
         ?.start()
-        .catch((error: unknown) => {
-          log.error('could not watch DestinationRules', { error });
+        .then(enqueueAll, (error: unknown) => {
+          log.error(`could not watch ${child.kind}s`, { error });
         });
-      log.info('Istio DestinationRules are served: managing them');
-    } else if (!istioServed() && watched !== undefined) {
+      log.info(`${child.kind}s are served: managing them`);
+    } else if (!served && watched !== undefined) {
       watched.stop();
-      childInformers.delete(DESTINATION_RULE);
-      log.info('Istio DestinationRules are no longer served');
+      childInformers.delete(childKey(child));
+      log.info(`${child.kind}s are no longer served`);
     } else {
       return;
     }
     enqueueAll();
   };
-  const istioCrdInformer = createInformer<CustomResourceDefinition>(
-    kc,
-    {
-      path: '/apis/apiextensions.k8s.io/v1/customresourcedefinitions',
-      fieldSelector: `metadata.name=${DESTINATION_RULE_CRD}`,
-      ...informerOptions,
-    },
-    {
-      add: followIstio,
-      update: followIstio,
-      delete: followIstio,
-      onRestart: reportRestarts('customresourcedefinition'),
-    },
-  );
+  for (const child of optionalKinds) {
+    const crd = child.crd ?? '';
+    const onChange = (): void => {
+      follow(child);
+    };
+    crdInformers.set(
+      crd,
+      createInformer<CustomResourceDefinition>(
+        client,
+        {
+          path: collectionPath('apiextensions.k8s.io/v1', 'CustomResourceDefinition'),
+          fieldSelector: `metadata.name=${crd}`,
+          ...informerOptions,
+        },
+        {
+          add: onChange,
+          update: onChange,
+          delete: onChange,
+          onRestart: reportRestarts('customresourcedefinition'),
+        },
+      ),
+    );
+  }
 
   const reconciler = new NatsReconciler({
-    kc,
+    client,
     settings,
     natsCache: {
       get: (namespace, name) => natsInformer.get(namespace, name),
@@ -245,25 +267,25 @@ export function createNatsController(options: NatsControllerOptions): NatsContro
     record: options.record,
     checkCustomerData: options.checkCustomerData,
     natsUrl: options.natsUrl,
-    istioPresent: istioServed,
+    servedCrd,
     onWrite: (kind, verb) => metrics?.recordWrite(kind, verb),
     log,
   });
 
   const informers = (): Informer<unknown>[] => [
     natsInformer,
-    istioCrdInformer,
+    ...crdInformers.values(),
     ...childInformers.values(),
   ];
 
   return {
     async start() {
-      await istioCrdInformer.start();
-      if (istioServed()) watchChildren(DESTINATION_RULE);
+      await Promise.all([...crdInformers.values()].map((informer) => informer.start()));
+      for (const child of optionalKinds) {
+        if (servedCrd(child.crd ?? '')) watchChildren(child);
+      }
       await Promise.all(
-        informers()
-          .filter((informer) => informer !== istioCrdInformer)
-          .map((informer) => informer.start()),
+        [natsInformer, ...childInformers.values()].map((informer) => informer.start()),
       );
       started = true;
     },
@@ -271,10 +293,13 @@ export function createNatsController(options: NatsControllerOptions): NatsContro
     run() {
       if (running) return;
       running = true;
+      term = new AbortController();
       enqueueAll();
     },
-    pause() {
+    async pause() {
       running = false;
+      term.abort(new Error('no longer leading: reconcile aborted'));
+      await queue.idle();
     },
     async stop() {
       running = false;

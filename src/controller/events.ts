@@ -1,10 +1,10 @@
 // Kubernetes Events on a NATS resource, for what `kubectl describe nats` should tell: state
 // transitions, children created or put back, deletion blocked. Only notable transitions are
 // recorded, so an idle manager writes none.
-import type { KubeConfig } from '@kubernetes/client-node';
 import { NATS_API_VERSION, NATS_KIND } from '../api/nats.ts';
-import { kubeTime, requestJson } from '../kube/api.ts';
-import type { Logger } from '../manager/log.ts';
+import { kubeTime, type KubeObject } from '../base/object.ts';
+import type { KubeClient } from '../kube/client.ts';
+import type { Logger } from '../base/log.ts';
 
 export type EventType = 'Normal' | 'Warning';
 
@@ -32,7 +32,7 @@ export function buildEvent(
   event: NatsEvent,
   now: Date,
   instance: string,
-): Record<string, unknown> {
+): KubeObject {
   const time = kubeTime(now);
   return {
     apiVersion: 'v1',
@@ -65,14 +65,11 @@ export function buildEvent(
  * Records events through the API. An event that cannot be written is logged and dropped: it
  * informs, and must never fail or repeat a reconcile.
  */
-export function apiEventRecorder(kc: KubeConfig, instance: string, log: Logger): EventRecorder {
+export function apiEventRecorder(client: KubeClient, instance: string, log: Logger): EventRecorder {
   return async (target, event) => {
     try {
-      await requestJson(kc, {
-        method: 'POST',
-        path: `/api/v1/namespaces/${target.namespace}/events`,
-        body: buildEvent(target, event, new Date(), instance),
-      });
+      // Short: an event that cannot be written soon is not worth holding a reconcile for.
+      await client.create(buildEvent(target, event, new Date(), instance), { timeoutMs: 5_000 });
     } catch (error) {
       log.error('could not record event', { reason: event.reason, error });
     }

@@ -15,12 +15,12 @@
 // Plain HTTPS streaming instead of the client's Watch class: Watch drops a line it cannot parse
 // without telling anyone (a lost event), and it loses the Status body of a failed request, which
 // says whether the answer was 410. Requests still use the KubeConfig's TLS and credentials.
-import { request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
-import { request as httpsRequest, type RequestOptions } from 'node:https';
-import type { KubeConfig } from '@kubernetes/client-node';
-import { KubeApiError, type KubeObject } from '../kube/api.ts';
-import { jsonLogger, type Logger } from '../manager/log.ts';
-import { backoffDelay, type Backoff } from './work-queue.ts';
+import { backoffDelay, jittered, type Backoff } from '../base/clock.ts';
+import { toError } from '../base/json.ts';
+import { jsonLogger, type Logger } from '../base/log.ts';
+import type { KubeObject } from '../base/object.ts';
+import type { KubeClient, ObjectList, WatchResponse } from '../kube/client.ts';
+import { KubeApiError, RequestTimeoutError } from '../kube/transport.ts';
 
 export interface InformerOptions {
   /** Collection path: `/api/v1/namespaces/x/configmaps`, or cluster-wide `/api/v1/configmaps`. */
@@ -81,43 +81,6 @@ const DEFAULT_PAGE_SIZE = 500;
 // A watch that stayed open this long was healthy even if nothing happened: reconnect at once.
 const HEALTHY_STREAM_MS = 1_000;
 
-type Query = Record<string, string | undefined>;
-
-interface Exchange {
-  /** Resolves with the response once its headers arrived. */
-  readonly response: Promise<IncomingMessage>;
-  abort(reason: Error): void;
-}
-
-async function openGet(kc: KubeConfig, path: string, query: Query): Promise<Exchange> {
-  const cluster = kc.getCurrentCluster();
-  if (cluster === null) throw new Error('the kubeconfig has no current cluster');
-  const url = new URL(path, cluster.server);
-  for (const [key, value] of Object.entries(query)) {
-    if (value !== undefined) url.searchParams.set(key, value);
-  }
-  const options: RequestOptions = { method: 'GET' };
-  await kc.applyToHTTPSOptions(options);
-  const headers = {
-    ...(options.headers as Record<string, string> | undefined),
-    Accept: 'application/json',
-  };
-  const send = url.protocol === 'http:' ? httpRequest : httpsRequest;
-  let req: ClientRequest | undefined;
-  const response = new Promise<IncomingMessage>((resolve, reject) => {
-    // A fresh connection each time: a pooled socket may be the one that went silent.
-    req = send(url, { ...options, headers, agent: false }, resolve);
-    req.on('error', reject);
-    req.end();
-  });
-  return {
-    response,
-    abort: (reason) => {
-      req?.destroy(reason);
-    },
-  };
-}
-
 interface Deadline {
   touch(): void;
   clear(): void;
@@ -144,49 +107,6 @@ class StalledError extends Error {
   }
 }
 
-/** GET of one JSON document, abandoned when the server goes silent for `idleMs`. */
-async function getJson(
-  kc: KubeConfig,
-  path: string,
-  query: Query,
-  idleMs: number,
-  track: (exchange: Exchange | undefined) => void,
-): Promise<unknown> {
-  const exchange = await openGet(kc, path, query);
-  track(exchange);
-  let stalled: StalledError | undefined;
-  const timer = deadline(idleMs, () => {
-    stalled = new StalledError(idleMs);
-    exchange.abort(stalled);
-  });
-  try {
-    const res = await exchange.response;
-    const text = await new Promise<string>((resolve, reject) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (chunk: Buffer) => {
-        timer.touch();
-        chunks.push(chunk);
-      });
-      res.on('end', () => {
-        resolve(Buffer.concat(chunks).toString('utf8'));
-      });
-      res.on('error', reject);
-      res.on('close', () => {
-        reject(new Error('connection closed before the response ended'));
-      });
-    });
-    const body = parseJson(text);
-    const status = res.statusCode ?? 0;
-    if (status < 200 || status >= 300) throw new KubeApiError('GET', path, status, body);
-    return body;
-  } catch (error) {
-    throw stalled ?? error;
-  } finally {
-    timer.clear();
-    track(undefined);
-  }
-}
-
 function parseJson(text: string): unknown {
   try {
     return text === '' ? undefined : JSON.parse(text);
@@ -197,17 +117,6 @@ function parseJson(text: string): unknown {
 
 function isGone(error: unknown): boolean {
   return error instanceof KubeApiError && error.status === 410;
-}
-
-function toError(error: unknown): Error {
-  return error instanceof Error ? error : new Error(String(error));
-}
-
-interface ObjectList {
-  apiVersion?: string;
-  kind?: string;
-  metadata?: { resourceVersion?: string; continue?: string };
-  items?: KubeObject[];
 }
 
 interface WatchEvent {
@@ -247,7 +156,7 @@ function isKubeObject(value: unknown): value is KubeObject {
 }
 
 export function createInformer<T extends KubeObject>(
-  kc: KubeConfig,
+  client: KubeClient,
   options: InformerOptions,
   handlers: InformerHandlers<T>,
 ): Informer<T> {
@@ -266,14 +175,9 @@ export function createInformer<T extends KubeObject>(
   const isStopped = (): boolean => stopped;
   let started: Promise<void> | undefined;
   let settleStart: { resolve: () => void; reject: (error: Error) => void } | undefined;
-  let current: Exchange | undefined;
+  // Aborted by stop(): ends the list or watch in flight.
+  const lifetime = new AbortController();
   let wake: (() => void) | undefined;
-
-  const track = (exchange: Exchange | undefined): void => {
-    current = exchange;
-    // stop() may have come while the request was being prepared.
-    if (stopped) exchange?.abort(new Error('informer stopped'));
-  };
 
   const emit = (event: string, call: () => void): void => {
     if (stopped) return;
@@ -301,18 +205,14 @@ export function createInformer<T extends KubeObject>(
     let continueToken: string | undefined;
     let listVersion = '';
     do {
-      const page = (await getJson(
-        kc,
-        options.path,
-        {
-          labelSelector: options.labelSelector,
-          fieldSelector: options.fieldSelector,
-          limit: String(pageSize),
-          continue: continueToken,
-        },
-        stallTimeoutMs,
-        track,
-      )) as ObjectList;
+      const page: ObjectList = await client.list(options.path, {
+        labelSelector: options.labelSelector,
+        fieldSelector: options.fieldSelector,
+        limit: pageSize,
+        continue: continueToken,
+        timeoutMs: stallTimeoutMs,
+        signal: lifetime.signal,
+      });
       for (const item of page.items ?? []) items.push(prepare(item, page));
       const next = page.metadata?.continue;
       continueToken = next === undefined || next === '' ? undefined : next;
@@ -345,6 +245,23 @@ export function createInformer<T extends KubeObject>(
   const key = (object: KubeObject): string =>
     objectKey(object.metadata.namespace, object.metadata.name ?? '');
 
+  /** Stores an ADDED, MODIFIED or DELETED object and tells the handlers. */
+  const store1 = (type: unknown, item: T): WatchEnd | undefined => {
+    const itemKey = key(item);
+    const old = store.get(itemKey);
+    if (type === 'ADDED' || type === 'MODIFIED') {
+      store.set(itemKey, item);
+      if (old === undefined) emit('add', () => handlers.add?.(item));
+      else emit('update', () => handlers.update?.(item, old));
+    } else if (type === 'DELETED') {
+      store.delete(itemKey);
+      if (old !== undefined) emit('delete', () => handlers.delete?.(item));
+    } else {
+      return failed(`unknown watch event type ${String(type)}`);
+    }
+    return undefined;
+  };
+
   /** Applies one line of a watch; says why the watch must end if it must. */
   const apply = (line: string): WatchEnd | undefined => {
     let event: WatchEvent;
@@ -370,19 +287,8 @@ export function createInformer<T extends KubeObject>(
     if (!isKubeObject(object))
       return failed(`watch event without an object: ${line.slice(0, 200)}`);
     const version = resourceVersionOf(object);
-    const item = prepare(object);
-    const itemKey = key(item);
-    const old = store.get(itemKey);
-    if (type === 'ADDED' || type === 'MODIFIED') {
-      store.set(itemKey, item);
-      if (old === undefined) emit('add', () => handlers.add?.(item));
-      else emit('update', () => handlers.update?.(item, old));
-    } else if (type === 'DELETED') {
-      store.delete(itemKey);
-      if (old !== undefined) emit('delete', () => handlers.delete?.(item));
-    } else {
-      return failed(`unknown watch event type ${String(type)}`);
-    }
+    const end = store1(type, prepare(object));
+    if (end !== undefined) return end;
     resourceVersion = version ?? resourceVersion;
     return undefined;
   };
@@ -396,20 +302,26 @@ export function createInformer<T extends KubeObject>(
       1,
       Math.floor((stallTimeoutMs / 1000) * (0.5 + Math.random() * 0.25)),
     );
-    let exchange: Exchange;
+    // Ends this watch only; stop() ends it through the lifetime signal.
+    const exchange = new AbortController();
+    const onStop = (): void => {
+      exchange.abort(new Error('informer stopped'));
+    };
+    lifetime.signal.addEventListener('abort', onStop, { once: true });
+    let response: Promise<WatchResponse>;
     try {
-      exchange = await openGet(kc, options.path, {
-        watch: 'true',
+      response = client.watch(options.path, {
         resourceVersion: fromVersion,
-        allowWatchBookmarks: 'true',
-        timeoutSeconds: String(timeoutSeconds),
+        timeoutSeconds,
         labelSelector: options.labelSelector,
         fieldSelector: options.fieldSelector,
+        signal: exchange.signal,
+        timeoutMs: stallTimeoutMs,
       });
     } catch (error) {
+      lifetime.signal.removeEventListener('abort', onStop);
       return { kind: 'failed', delivered: false, error: toError(error) };
     }
-    track(exchange);
     const opened = Date.now();
     return new Promise<Outcome>((resolve) => {
       let delivered = false;
@@ -418,14 +330,14 @@ export function createInformer<T extends KubeObject>(
         if (settled) return;
         settled = true;
         timer.clear();
-        track(undefined);
+        lifetime.signal.removeEventListener('abort', onStop);
         exchange.abort(new Error('watch finished'));
         resolve(outcome);
       };
       const timer = deadline(stallTimeoutMs, () => {
         finish({ kind: 'stalled', delivered, error: new StalledError(stallTimeoutMs) });
       });
-      exchange.response.then(
+      response.then(
         (res) => {
           if (res.statusCode !== 200) {
             readStatus(res, options.path).then((error) => {
@@ -466,7 +378,8 @@ export function createInformer<T extends KubeObject>(
         },
       );
       function onError(error: unknown): void {
-        finish({ kind: 'failed', delivered, error: toError(error) });
+        const kind = error instanceof RequestTimeoutError ? 'stalled' : 'failed';
+        finish({ kind, delivered, error: toError(error) });
       }
     });
   };
@@ -497,7 +410,11 @@ export function createInformer<T extends KubeObject>(
       await relist();
     } catch (error) {
       // A continue token that expired mid-list is 410 too; the next list starts over.
-      const kind = isGone(error) ? 'expired' : error instanceof StalledError ? 'stalled' : 'failed';
+      const kind = isGone(error)
+        ? 'expired'
+        : error instanceof RequestTimeoutError || error instanceof StalledError
+          ? 'stalled'
+          : 'failed';
       return { kind, delivered: false, error: toError(error) };
     }
     if (!synced && !isStopped()) {
@@ -551,7 +468,7 @@ export function createInformer<T extends KubeObject>(
     stop: () => {
       if (stopped) return;
       stopped = true;
-      current?.abort(new Error('informer stopped'));
+      lifetime.abort(new Error('informer stopped'));
       wake?.();
       if (!synced) settleStart?.reject(new Error('informer stopped before its first list'));
     },
@@ -562,12 +479,7 @@ export function createInformer<T extends KubeObject>(
   };
 }
 
-/** Between half and all of the delay, so clients that failed together retry apart. */
-function jittered(ms: number): number {
-  return Math.round(ms * (0.5 + Math.random() * 0.5));
-}
-
-async function readStatus(res: IncomingMessage, path: string): Promise<KubeApiError> {
+async function readStatus(res: WatchResponse, path: string): Promise<KubeApiError> {
   const chunks: Buffer[] = [];
   for await (const chunk of res) chunks.push(chunk as Buffer);
   const body = parseJson(Buffer.concat(chunks).toString('utf8'));

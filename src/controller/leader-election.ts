@@ -10,10 +10,10 @@
 // expiry is read from renewTime: replicas are assumed to have clocks within that margin (NTP).
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import type { KubeConfig } from '@kubernetes/client-node';
-import { getObject, isApiStatus, requestJson, resourcePath } from '../kube/api.ts';
-import { jsonLogger, type Logger } from '../manager/log.ts';
-import { systemClock, type Clock } from './work-queue.ts';
+import { systemClock, type Clock } from '../base/clock.ts';
+import { jsonLogger, type Logger } from '../base/log.ts';
+import type { KubeClient } from '../kube/client.ts';
+import { isApiStatus } from '../kube/transport.ts';
 
 export interface LeaseSpec {
   holderIdentity?: string;
@@ -31,6 +31,7 @@ export interface Lease {
   kind: 'Lease';
   metadata: { name: string; namespace: string; resourceVersion?: string; [key: string]: unknown };
   spec?: LeaseSpec;
+  [key: string]: unknown;
 }
 
 export interface LeaseTiming {
@@ -130,30 +131,31 @@ export function defaultLeaderIdentity(): string {
   return `${hostname()}_${randomUUID()}`;
 }
 
-/** The reads and writes an elector makes; conflicts are KubeApiErrors with status 409. */
+/**
+ * The reads and writes an elector makes; conflicts are KubeApiErrors with status 409. The
+ * signal aborts a request the elector no longer waits for.
+ */
 export interface LeaseStore {
   /** The Lease, or undefined when there is none. */
-  get(): Promise<Lease | undefined>;
+  get(signal?: AbortSignal): Promise<Lease | undefined>;
   /** Creates the Lease with `spec`; 409 (AlreadyExists) when there is one. */
-  create(spec: LeaseSpec): Promise<Lease>;
+  create(spec: LeaseSpec, signal?: AbortSignal): Promise<Lease>;
   /** Replaces the spec of `lease` at its resourceVersion; 409 (Conflict) if it changed since. */
-  update(lease: Lease, spec: LeaseSpec): Promise<Lease>;
+  update(lease: Lease, spec: LeaseSpec, signal?: AbortSignal): Promise<Lease>;
 }
 
-export function kubeLeaseStore(kc: KubeConfig, namespace: string, name: string): LeaseStore {
+export function kubeLeaseStore(client: KubeClient, namespace: string, name: string): LeaseStore {
   const apiVersion = 'coordination.k8s.io/v1';
-  const path = resourcePath(apiVersion, 'Lease', namespace, name);
+  const ref = { apiVersion, kind: 'Lease', namespace, name };
   return {
-    get: () => getObject<Lease>(kc, path),
-    create: async (spec) =>
-      (await requestJson(kc, {
-        method: 'POST',
-        path: resourcePath(apiVersion, 'Lease', namespace),
-        body: { apiVersion, kind: 'Lease', metadata: { name, namespace }, spec },
-      })) as Lease,
+    get: (signal) => client.get<Lease>(ref, { signal }),
+    create: (spec, signal) =>
+      client.create<Lease>(
+        { apiVersion, kind: 'Lease', metadata: { name, namespace }, spec },
+        { signal },
+      ),
     // The body keeps metadata.resourceVersion: the server refuses it if the Lease moved on.
-    update: async (lease, spec) =>
-      (await requestJson(kc, { method: 'PUT', path, body: { ...lease, spec } })) as Lease,
+    update: (lease, spec, signal) => client.update<Lease>({ ...lease, spec }, { signal }),
   };
 }
 
@@ -189,9 +191,12 @@ export interface LeaderElector {
   stop(): Promise<void>;
 }
 
-export function createLeaderElector(kc: KubeConfig, options: LeaderElectionOptions): LeaderElector {
+export function createLeaderElector(
+  client: KubeClient,
+  options: LeaderElectionOptions,
+): LeaderElector {
   const log = options.log ?? jsonLogger({ component: 'leader-election' });
-  return createLeaderElectorOn(kubeLeaseStore(kc, options.namespace, options.name), {
+  return createLeaderElectorOn(kubeLeaseStore(client, options.namespace, options.name), {
     ...options,
     log: log.with({ lease: `${options.namespace}/${options.name}` }),
   });
@@ -241,13 +246,16 @@ export function createLeaderElectorOn(store: LeaseStore, options: ElectorOptions
   let stopping: Promise<void> | undefined;
   let stopped: Promise<void> | undefined;
 
-  // requestJson cannot be aborted: a request that hangs is abandoned, its late answer ignored.
-  const timed = <T>(promise: Promise<T>, what: string): Promise<T> =>
+  // The deadline runs on the elector's clock (tests drive it); at expiry the request is aborted.
+  const timed = <T>(send: (signal: AbortSignal) => Promise<T>, what: string): Promise<T> =>
     new Promise<T>((resolve, reject) => {
+      const abort = new AbortController();
       const cancel = clock.schedule(() => {
-        reject(new Error(`${what}: no answer within ${String(requestTimeoutMs)} ms`));
+        const error = new Error(`${what}: no answer within ${String(requestTimeoutMs)} ms`);
+        abort.abort(error);
+        reject(error);
       }, requestTimeoutMs);
-      promise.then(
+      send(abort.signal).then(
         (value) => {
           cancel();
           resolve(value);
@@ -261,7 +269,7 @@ export function createLeaderElectorOn(store: LeaseStore, options: ElectorOptions
 
   const tryAcquireOrRenew = async (): Promise<Outcome> => {
     for (let round = 0; ; round++) {
-      const lease = held ?? (await timed(store.get(), 'reading the Lease'));
+      const lease = held ?? (await timed((signal) => store.get(signal), 'reading the Lease'));
       const now = clock.now();
       const decision = decideLease(lease, identity, now, timing);
       if (decision.action === 'wait') {
@@ -271,8 +279,11 @@ export function createLeaderElectorOn(store: LeaseStore, options: ElectorOptions
       try {
         held =
           lease === undefined
-            ? await timed(store.create(decision.spec), 'creating the Lease')
-            : await timed(store.update(lease, decision.spec), 'updating the Lease');
+            ? await timed((signal) => store.create(decision.spec, signal), 'creating the Lease')
+            : await timed(
+                (signal) => store.update(lease, decision.spec, signal),
+                'updating the Lease',
+              );
         return { kind: 'held', renewedAt: now };
       } catch (error) {
         held = undefined;
@@ -357,14 +368,19 @@ export function createLeaderElectorOn(store: LeaseStore, options: ElectorOptions
       // As client-go's ReleaseOnCancel: nobody holds it, and it is stale a second from now.
       held = undefined;
       await timed(
-        store.update(lease, {
-          ...spec,
-          holderIdentity: '',
-          leaseDurationSeconds: 1,
-          acquireTime: now,
-          renewTime: now,
-          leaseTransitions: spec.leaseTransitions ?? 0,
-        }),
+        (signal) =>
+          store.update(
+            lease,
+            {
+              ...spec,
+              holderIdentity: '',
+              leaseDurationSeconds: 1,
+              acquireTime: now,
+              renewTime: now,
+              leaseTransitions: spec.leaseTransitions ?? 0,
+            },
+            signal,
+          ),
         'releasing the Lease',
       );
       log.info('released the Lease');

@@ -1,47 +1,58 @@
-// One reconcile of one NATS resource: make the cluster match it, report what is true, and let
-// it go only when no customer data would be lost.
+// The executor of a reconcile plan: gathers what the plan needs (the children from the watch
+// caches, or the API for what the caches cannot know), asks plan.ts what to do, carries it out
+// and reports per child. Every request carries the reconcile's AbortSignal, so losing the Lease
+// or stopping ends the work in flight.
 //
-// Reads come from the watch caches; the API is asked directly only for what the caches cannot
-// know (an object without our label, Istio's API, pods' zones). Every write is skipped when it
-// would change nothing, so a reconcile of a converged resource writes nothing.
-import type { KubeConfig } from '@kubernetes/client-node';
+// Children are written independently: one that the API server refuses is reported in the
+// status and retried with backoff, and never keeps the others from converging.
 import { defaultNatsSpec } from '../api/defaults.ts';
-import {
-  ConditionType,
-  NATS_API_VERSION,
-  NATS_FINALIZER,
-  NATS_KIND,
-  NatsState,
-  type Nats,
-  type NatsStatus,
-} from '../api/nats.ts';
-import {
-  applyObject,
-  getObject,
-  isApiStatus,
-  requestJson,
-  resourcePath,
-  type KubeObject,
-} from '../kube/api.ts';
-import type { Logger } from '../manager/log.ts';
+import { NATS_API_VERSION, NATS_FINALIZER, NATS_KIND, type Nats } from '../api/nats.ts';
+import { errorMessage } from '../base/json.ts';
+import type { Logger } from '../base/log.ts';
+import { describeObject, refOf, type KubeObject, type ObjectRef } from '../base/object.ts';
+import type { KubeClient } from '../kube/client.ts';
+import { collectionPath, resourcePath } from '../kube/resources.ts';
+import { isApiStatus } from '../kube/transport.ts';
 import type { CustomerDataCheck } from '../nats/customer-data.ts';
-import type { NatsImages } from '../render/context.ts';
+import { clusterHealth, type MonitoredPod, type ServerHealth } from '../nats/monitoring.ts';
+import { observeCluster, removePeer, stepDownMetaLeader } from '../nats/peers.ts';
+import { childKey, renderedChildKinds, type ChildKind } from '../render/children.ts';
 import { selectorLabels } from '../render/labels.ts';
 import { clientUrl, objectNames } from '../render/names.ts';
 import { generateSystemAccountPassword } from '../render/password.ts';
-import { natsRenderInput, renderNats } from '../render/render.ts';
+import { natsRenderInput } from '../render/render.ts';
 import { systemAccountPasswordFrom } from '../render/secret.ts';
-import { findDrift } from './drift.ts';
-import type { EventRecorder, EventTarget, NatsEvent } from './events.ts';
+import type { EventRecorder, NatsEvent } from './events.ts';
 import {
-  computeNatsStatus,
-  MIN_CLUSTER_SIZE,
-  statusChanged,
-  type ObservedStatefulSet,
-  type ReconcileOutcome,
-} from './status.ts';
+  FIELD_MANAGER,
+  planReconcile,
+  restartEvent,
+  settleApply,
+  type ApplyPlan,
+  type ChildWrite,
+  type ClaimResult,
+  type DeletePlan,
+  type Observations,
+  type PlanSettings,
+  type RestartResult,
+  type StaleChild,
+  type WriteResult,
+} from './plan.ts';
+import { REVISION_LABEL, type RolloutPod } from './rollout.ts';
+import {
+  formatRemovedPeers,
+  parseRemovedPeers,
+  REMOVED_PEERS_ANNOTATION,
+  withRemoval,
+  type RemovedPeers,
+} from './rejoin.ts';
+import { ordinalOf, SCALE_DOWN_PREFIX, type ScaleDownObservation } from './scale-down.ts';
+import type { ObservedClaim } from './storage-growth.ts';
+import { MIN_CLUSTER_SIZE } from './status.ts';
+import { legacyEntriesPatch } from './takeover.ts';
 
-export const FIELD_MANAGER = 'nats-manager';
+export { FIELD_MANAGER } from './plan.ts';
+
 const ZONE_LABEL = 'topology.kubernetes.io/zone';
 
 /** The part of a watch cache a reconcile reads. */
@@ -49,40 +60,52 @@ export interface ObjectCache<T> {
   get(namespace: string | undefined, name: string): T | undefined;
 }
 
-export interface ReconcilerSettings {
-  /** The only NATS resource served. */
-  readonly natsName: string;
-  readonly natsNamespace: string;
-  readonly images: NatsImages;
-  readonly clusterDomain: string;
-  /** How soon a blocked deletion or a name conflict is looked at again (nothing watches them). */
-  readonly recheckMs: number;
-}
+export type ReconcilerSettings = PlanSettings;
 
-/** The writes a reconcile sends (for metrics: an idle manager sends none). */
-export type WriteVerb = 'apply' | 'delete' | 'status' | 'finalizer';
+/** The API writes the loop sends; counted so that "no writes while idle" can be watched. */
+export type WriteVerb =
+  'apply' | 'create' | 'delete' | 'status' | 'finalizer' | 'annotation' | 'event';
 
 export interface ReconcilerDeps {
-  readonly kc: KubeConfig;
+  readonly client: KubeClient;
   readonly settings: ReconcilerSettings;
   readonly natsCache: ObjectCache<Nats>;
   /** The cache of a child kind, by `apiVersion/kind`; undefined when that kind is not watched. */
   readonly childCache: (apiVersionKind: string) => ObjectCache<KubeObject> | undefined;
   readonly record: EventRecorder;
-  /** Whether Istio's DestinationRule API is served (then a DestinationRule is a child). */
-  readonly istioPresent: () => boolean;
+  /** Whether the CRD of an optional child kind (Istio's DestinationRule) is served. */
+  readonly servedCrd: (crd: string) => boolean;
   readonly checkCustomerData: (url: string) => Promise<CustomerDataCheck>;
   /** Where NATS clients connect; the Service's cluster DNS name unless replaced (tests). */
   readonly natsUrl?: (nats: { name: string; namespace: string }) => string;
+  /** What a scale-down asks NATS through the system account; the real calls unless replaced. */
+  readonly natsPeers?: {
+    readonly observe: typeof observeCluster;
+    readonly remove: typeof removePeer;
+    readonly stepDown?: typeof stepDownMetaLeader;
+  };
   /** Told of every write sent, for metrics. */
   readonly onWrite?: (kind: string, verb: WriteVerb) => void;
+  /** Asks each server's monitoring port (src/nats/monitoring.ts); replaced in tests. */
+  readonly monitor?: (
+    pods: readonly MonitoredPod[],
+    signal: AbortSignal | undefined,
+  ) => Promise<ReadonlyMap<string, ServerHealth>>;
   readonly log: Logger;
   readonly now?: () => Date;
+}
+
+export interface ChildResult {
+  readonly child: string;
+  readonly action: ChildWrite['action'];
+  readonly error?: string;
 }
 
 export interface ReconcileResult {
   /** Look again after this long although no watch event may come. */
   readonly requeueAfterMs?: number;
+  /** What each child write did. */
+  readonly children?: readonly ChildResult[];
 }
 
 /** `key=value,...`, the API's equality-based label selector. */
@@ -92,25 +115,62 @@ function labelSelector(labels: Record<string, string>): string {
     .join(',');
 }
 
-function natsPath(namespace: string, name: string, subresource = ''): string {
-  return resourcePath(NATS_API_VERSION, NATS_KIND, namespace, name) + subresource;
+function natsRef(nats: Nats): ObjectRef {
+  return {
+    apiVersion: NATS_API_VERSION,
+    kind: NATS_KIND,
+    namespace: nats.metadata?.namespace ?? '',
+    name: nats.metadata?.name ?? '',
+  };
 }
 
-function describe(object: KubeObject): string {
-  return `${object.kind} ${object.metadata.namespace ?? ''}/${object.metadata.name ?? ''}`;
+/** The parts of a Pod the loop reads. */
+interface PodView {
+  metadata?: {
+    name?: string;
+    uid?: string;
+    labels?: Record<string, string>;
+    deletionTimestamp?: string;
+  };
+  spec?: { nodeName?: string };
+  status?: {
+    podIP?: string;
+    startTime?: string;
+    conditions?: { type?: string; status?: string }[];
+  };
 }
 
-function ownedBy(object: KubeObject, uid: string): boolean {
-  const refs = (object.metadata.ownerReferences ?? []) as readonly { uid?: string }[];
-  return refs.some((ref) => ref.uid === uid);
+function rolloutPod(pod: PodView): RolloutPod {
+  const revision = pod.metadata?.labels?.[REVISION_LABEL];
+  return {
+    name: pod.metadata?.name ?? '',
+    uid: pod.metadata?.uid ?? '',
+    ...(revision === undefined ? {} : { revision }),
+    terminating: pod.metadata?.deletionTimestamp !== undefined,
+    ready: pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true,
+    ...(pod.status?.startTime === undefined ? {} : { startedAt: pod.status.startTime }),
+  };
 }
 
-interface Target extends EventTarget {
-  readonly nats: Nats;
-  readonly log: Logger;
+/** The parts of a PersistentVolumeClaim a storage growth reads. */
+interface ClaimView {
+  metadata: { name?: string; deletionTimestamp?: string };
+  spec?: { resources?: { requests?: { storage?: string } } };
+  status?: {
+    phase?: string;
+    capacity?: { storage?: string };
+    conditions?: { type?: string; status?: string }[];
+  };
 }
 
-/** Runs reconciles; the deps hold the caches and the clients. */
+/** The reconcile failed for some children after it reported them in the status. */
+export class ChildrenFailedError extends Error {
+  constructor(failed: readonly string[]) {
+    super(`${String(failed.length)} child(ren) failed: ${failed.join('; ')}`);
+    this.name = 'ChildrenFailedError';
+  }
+}
+
 export class NatsReconciler {
   private readonly deps: ReconcilerDeps;
 
@@ -118,263 +178,221 @@ export class NatsReconciler {
     this.deps = deps;
   }
 
-  async reconcile(namespace: string, name: string): Promise<ReconcileResult> {
+  async reconcile(namespace: string, name: string, signal?: AbortSignal): Promise<ReconcileResult> {
     const nats = this.deps.natsCache.get(namespace, name);
     // Gone: its children go by garbage collection.
     if (nats === undefined) return {};
-    const uid = nats.metadata?.uid ?? '';
-    const target: Target = {
-      nats,
-      name,
-      namespace,
-      uid,
-      resourceVersion: nats.metadata?.resourceVersion,
-      log: this.deps.log.with({ nats: `${namespace}/${name}` }),
-    };
-    const { settings } = this.deps;
-    if (name !== settings.natsName || namespace !== settings.natsNamespace) {
-      if (nats.metadata?.deletionTimestamp !== undefined) return {};
-      await this.writeStatus(target, {
-        kind: 'forbidden',
-        message:
-          `The NATS Manager serves only one NATS resource, ${settings.natsNamespace}/` +
-          `${settings.natsName}; this one is not reconciled. Delete it.`,
-      });
-      return {};
-    }
-    if (nats.metadata?.deletionTimestamp !== undefined) return this.delete(target);
-    return this.apply(target);
+    // The resource on every line of its reconcile, as controller-runtime logs it.
+    const log = this.deps.log.with({ namespace, name });
+    const run = new Run(this.deps, nats, log, signal);
+    return run.reconcile();
+  }
+}
+
+/** One reconcile: the state it carries between its steps. */
+class Run {
+  private readonly deps: ReconcilerDeps;
+  private readonly log: Logger;
+  private readonly signal: AbortSignal | undefined;
+  private nats: Nats;
+  /** The NATS pods' zones, for the status; listed alongside the writes. */
+  private zones: Promise<readonly string[] | undefined> = Promise.resolve(undefined);
+
+  constructor(deps: ReconcilerDeps, nats: Nats, log: Logger, signal: AbortSignal | undefined) {
+    this.deps = deps;
+    this.nats = nats;
+    this.log = log;
+    this.signal = signal;
   }
 
-  private async apply(target: Target): Promise<ReconcileResult> {
-    const withFinalizer = await this.ensureFinalizer(target);
-    const current: Target = {
-      ...target,
-      nats: withFinalizer,
-      resourceVersion: withFinalizer.metadata?.resourceVersion,
+  private now(): Date {
+    return (this.deps.now ?? (() => new Date()))();
+  }
+
+  private served(): boolean {
+    const { natsName, natsNamespace } = this.deps.settings;
+    return this.nats.metadata?.name === natsName && this.nats.metadata.namespace === natsNamespace;
+  }
+
+  async reconcile(): Promise<ReconcileResult> {
+    const deleting = this.nats.metadata?.deletionTimestamp !== undefined;
+    const ours = (this.nats.metadata?.finalizers ?? []).includes(NATS_FINALIZER);
+    const observed: Observations = !this.served()
+      ? this.bareObservations()
+      : deleting
+        ? ours
+          ? await this.deletionObservations()
+          : this.bareObservations()
+        : await this.applyObservations();
+    const input = { nats: this.nats, settings: this.deps.settings, observed };
+    const plan = planReconcile(input);
+    switch (plan.kind) {
+      case 'none':
+        return {};
+      case 'forbidden':
+        await this.report(plan.status, plan.events);
+        return {};
+      case 'delete':
+        return this.executeDelete(plan);
+      case 'apply':
+        return this.executeApply(plan, observed);
+    }
+  }
+
+  private bareObservations(): Observations {
+    return {
+      children: new Map(),
+      servedCrd: this.deps.servedCrd,
+      newPassword: '',
+      now: this.now(),
     };
-    const input = natsRenderInput(withFinalizer);
-    const existingSecret = await this.lookup(
-      'v1',
-      'Secret',
-      input.namespace,
-      objectNames(input.name).secret,
+  }
+
+  private async applyObservations(): Promise<Observations> {
+    const kinds = renderedChildKinds(this.deps.servedCrd);
+    const namespace = this.nats.metadata?.namespace ?? '';
+    const natsName = this.nats.metadata?.name ?? '';
+    const live = await Promise.all(
+      kinds.map(
+        async (child) => [child.kind, await this.lookup(child, namespace, natsName)] as const,
+      ),
     );
-    const keptPassword =
-      existingSecret !== undefined && ownedBy(existingSecret, current.uid)
-        ? systemAccountPasswordFrom(existingSecret)
-        : undefined;
-    const desired = renderNats(input, {
-      istioPresent: this.deps.istioPresent(),
-      systemAccountPassword: keptPassword ?? generateSystemAccountPassword(),
-      images: this.deps.settings.images,
-      clusterDomain: this.deps.settings.clusterDomain,
-    });
+    const children = new Map(
+      live.filter((entry): entry is readonly [string, KubeObject] => entry[1] !== undefined),
+    );
+    const size = defaultNatsSpec(this.nats.spec).cluster.size;
+    const statefulSet = children.get('StatefulSet');
+    const pods = statefulSet === undefined ? undefined : await this.natsPods(namespace);
+    // Only the status reads the zones: their nodes are read while the servers are asked and the
+    // children written, not before.
+    if (pods !== undefined && size >= MIN_CLUSTER_SIZE) {
+      this.zones = this.podZones(pods, size);
+      // Awaited after the writes; an abort or failure meanwhile must not go unhandled.
+      this.zones.catch(() => undefined);
+    }
+    const servers = pods === undefined ? undefined : await this.serverHealth(pods);
+    const scaleDown =
+      statefulSet === undefined
+        ? undefined
+        : await this.scaleDownObservations(statefulSet, children, size, pods ?? []);
+    // Without a StatefulSet as well: one deleted by a growth is created again from its claims.
+    const volumeClaims = await this.observedClaims(natsName);
+    return {
+      children,
+      volumeClaims,
+      servedCrd: this.deps.servedCrd,
+      newPassword: generateSystemAccountPassword(),
+      ...(pods === undefined ? {} : { pods: pods.map(rolloutPod) }),
+      ...(servers === undefined ? {} : { servers }),
+      ...(scaleDown === undefined ? {} : { scaleDown }),
+      now: this.now(),
+    };
+  }
 
-    const conflicts: string[] = [];
-    let statefulSet: ObservedStatefulSet | undefined;
-    try {
-      for (const object of desired) {
-        const result = await this.applyChild(current, object);
-        if (result === 'conflict') conflicts.push(describe(object));
-        else if (object.kind === 'StatefulSet') statefulSet = result as ObservedStatefulSet;
-      }
-    } catch (error) {
-      const message = error instanceof Error ? error.message : String(error);
-      await this.writeStatus(current, { kind: 'failed', message: `Failed to apply: ${message}` });
-      throw error;
-    }
-    if (conflicts.length > 0) {
-      const message =
-        `${conflicts.join(', ')} already exist${conflicts.length === 1 ? 's' : ''} and ` +
-        `${conflicts.length === 1 ? 'is' : 'are'} not owned by this NATS resource; the manager ` +
-        'does not take over objects it did not create. Delete or rename them.';
-      await this.writeStatus(current, { kind: 'failed', message });
-      await this.deps.record(current, { type: 'Warning', reason: 'NameConflict', message });
-      return { requeueAfterMs: this.deps.settings.recheckMs };
-    }
-    const zones =
-      statefulSet !== undefined && input.spec.cluster.size >= MIN_CLUSTER_SIZE
-        ? await this.podZones(input.namespace, selectorLabels(input), input.spec.cluster.size)
-        : undefined;
-    await this.writeStatus(current, { kind: 'applied' }, { statefulSet, zones });
-    return {};
+  private async natsPods(namespace: string): Promise<PodView[]> {
+    const input = natsRenderInput(this.nats);
+    const pods = await this.deps.client.list<PodView>(collectionPath('v1', 'Pod', namespace), {
+      labelSelector: labelSelector(selectorLabels(input)),
+      signal: this.signal,
+    });
+    return pods.items ?? [];
+  }
+
+  /** The monitoring answers of every running pod's server; undefined when no pod has an IP. */
+  private async serverHealth(
+    pods: readonly PodView[],
+  ): Promise<ReadonlyMap<string, ServerHealth> | undefined> {
+    const monitored = pods.flatMap((pod) =>
+      pod.status?.podIP === undefined || pod.metadata?.deletionTimestamp !== undefined
+        ? []
+        : [{ name: pod.metadata?.name ?? '', ip: pod.status.podIP }],
+    );
+    if (monitored.length === 0) return undefined;
+    const monitor =
+      this.deps.monitor ??
+      ((targets: readonly MonitoredPod[], signal: AbortSignal | undefined) =>
+        clusterHealth(targets, signal === undefined ? {} : { signal }));
+    return monitor(monitored, this.signal);
   }
 
   /**
-   * Applies one child when it differs from the live object. Returns the object as it now is,
-   * or 'conflict' when an object of that name exists that is not ours.
+   * What a scale-down step needs, gathered only while the StatefulSet runs more servers than the
+   * size or the last status says a scale-down is not done (claims of cut ordinals left).
    */
-  private async applyChild(target: Target, desired: KubeObject): Promise<KubeObject | 'conflict'> {
-    const { namespace = target.namespace, name = '' } = desired.metadata;
-    const live = await this.lookup(desired.apiVersion, desired.kind, namespace, name);
-    if (live !== undefined && !ownedBy(live, target.uid)) return 'conflict';
-    const drift = live === undefined ? undefined : findDrift(desired, live, FIELD_MANAGER);
-    if (live !== undefined && drift === undefined) return live;
-
-    this.deps.onWrite?.(desired.kind, 'apply');
-    const applied = await applyObject(this.deps.kc, desired, { fieldManager: FIELD_MANAGER });
-    target.log.info(live === undefined ? 'created' : 'applied', {
-      child: describe(desired),
-      ...(drift === undefined ? {} : { drift }),
-    });
-    await this.deps.record(target, this.childEvent(target, desired, live === undefined, drift));
-    return applied;
+  private async scaleDownObservations(
+    statefulSet: KubeObject,
+    children: ReadonlyMap<string, KubeObject>,
+    size: number,
+    pods: readonly PodView[],
+  ): Promise<ScaleDownObservation | undefined> {
+    const sts = statefulSet as KubeObject & {
+      spec?: { replicas?: number };
+      status?: { replicas?: number };
+    };
+    const replicas = sts.spec?.replicas ?? 1;
+    const finishing = (this.nats.status?.conditions ?? []).some(
+      (c) => c.type === 'StatefulSet' && c.message.startsWith(SCALE_DOWN_PREFIX),
+    );
+    if (replicas <= size && (sts.status?.replicas ?? 0) <= size && !finishing) return undefined;
+    const name = statefulSet.metadata.name ?? '';
+    const claims = await this.volumeClaims('pending');
+    const ordinals = <T>(items: readonly T[], nameOfItem: (item: T) => string) =>
+      items.flatMap((item) => {
+        const ordinal = ordinalOf(name, nameOfItem(item));
+        return ordinal === undefined ? [] : [{ ordinal, item }];
+      });
+    const podsByOrdinal = ordinals(pods, (pod) => pod.metadata?.name ?? '');
+    const password = systemAccountPasswordFrom(children.get('Secret'));
+    const cluster =
+      replicas <= size
+        ? undefined
+        : password === undefined
+          ? { ok: false as const, error: 'no system account password in the Secret' }
+          : await (this.deps.natsPeers?.observe ?? observeCluster)(
+              { url: this.natsUrl(), password },
+              replicas,
+            );
+    return {
+      statefulSet: name,
+      replicas,
+      podOrdinals: podsByOrdinal.map((p) => p.ordinal),
+      readyOrdinals: podsByOrdinal
+        .filter(({ item }) =>
+          item.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
+        )
+        .map((p) => p.ordinal),
+      claims: ordinals(claims, (ref) => ref.name).map(({ ordinal, item }) => ({
+        ordinal,
+        ref: item,
+      })),
+      cluster,
+    };
   }
 
-  /**
-   * The event for a child write. When the resource's spec is the one last reconciled, the
-   * child changed under us: that is a restore, and the event says so.
-   */
-  private childEvent(
-    target: Target,
-    desired: KubeObject,
-    created: boolean,
-    drift: string | undefined,
-  ): NatsEvent {
-    const status = target.nats.status;
-    const specUnchanged =
-      status?.observedGeneration !== undefined &&
-      status.observedGeneration === target.nats.metadata?.generation;
-    if (created) {
-      return specUnchanged && status.state !== undefined
-        ? {
-            type: 'Warning',
-            reason: 'Restored',
-            message: `Recreated ${desired.kind} ${desired.metadata.name ?? ''}, which was deleted.`,
-          }
-        : {
-            type: 'Normal',
-            reason: 'Created',
-            message: `Created ${desired.kind} ${desired.metadata.name ?? ''}.`,
-          };
-    }
-    return specUnchanged
-      ? {
-          type: 'Warning',
-          reason: 'Restored',
-          message: `Restored ${desired.kind} ${desired.metadata.name ?? ''}: ${drift ?? ''} was changed outside the NATS resource.`,
-        }
-      : {
-          type: 'Normal',
-          reason: 'Updated',
-          message: `Updated ${desired.kind} ${desired.metadata.name ?? ''} (${drift ?? ''}).`,
-        };
+  private natsUrl(): string {
+    const namespace = this.nats.metadata?.namespace ?? '';
+    const name = this.nats.metadata?.name ?? '';
+    return (this.deps.natsUrl ?? ((n) => this.serviceUrl(n)))({ name, namespace });
   }
 
-  private async delete(target: Target): Promise<ReconcileResult> {
-    const finalizers = target.nats.metadata?.finalizers ?? [];
-    if (!finalizers.includes(NATS_FINALIZER)) return {};
-    const url = (this.deps.natsUrl ?? this.serviceUrl.bind(this))(target);
-    const check = await this.deps.checkCustomerData(url);
-    if (check.kind === 'blocked' || check.kind === 'error') {
-      const message =
-        check.kind === 'blocked'
-          ? check.message
-          : `Cannot delete NATS cluster: checking it for customer streams failed: ${check.error}`;
-      // Written only when it changes: a deletion blocked for hours writes nothing on rechecks.
-      await this.writeStatus(target, { kind: 'deletionBlocked', message });
-      return { requeueAfterMs: this.deps.settings.recheckMs };
-    }
-    if (check.kind === 'unreachable') {
-      target.log.info('NATS is unreachable; deleting without the customer-stream check', {
+  private async deletionObservations(): Promise<Observations> {
+    const url = this.natsUrl();
+    const customerData = await this.deps.checkCustomerData(url);
+    const claims =
+      customerData.kind === 'none' || customerData.kind === 'unreachable'
+        ? await this.volumeClaims()
+        : [];
+    if (customerData.kind === 'unreachable') {
+      this.log.info('NATS is unreachable; deleting without the customer-stream check', {
         url,
-        error: check.error,
+        error: customerData.error,
       });
     }
-    const latest = await this.writeStatus(target, { kind: 'deleting' });
-    await this.deleteVolumeClaims(target);
-    await this.patchFinalizers(
-      latest,
-      finalizers.filter((f) => f !== NATS_FINALIZER),
-    );
-    target.log.info('finalizer removed; the children go by garbage collection');
-    return {};
+    return { ...this.bareObservations(), customerData, claims };
   }
 
   private serviceUrl(nats: { name: string; namespace: string }): string {
     return clientUrl(objectNames(nats.name), nats.namespace, this.deps.settings.clusterDomain);
-  }
-
-  /** The StatefulSet's claims outlive it by design; a deleted NATS must not leave them behind. */
-  private async deleteVolumeClaims(target: Target): Promise<void> {
-    const input = natsRenderInput(target.nats);
-    const list = (await requestJson(this.deps.kc, {
-      method: 'GET',
-      path: `/api/v1/namespaces/${target.namespace}/persistentvolumeclaims`,
-      query: { labelSelector: labelSelector(selectorLabels(input)) },
-    })) as { items?: KubeObject[] };
-    for (const claim of list.items ?? []) {
-      const claimName = claim.metadata.name ?? '';
-      this.deps.onWrite?.('PersistentVolumeClaim', 'delete');
-      try {
-        await requestJson(this.deps.kc, {
-          method: 'DELETE',
-          path: `/api/v1/namespaces/${target.namespace}/persistentvolumeclaims/${claimName}`,
-        });
-        target.log.info('deleted volume claim', { claim: claimName });
-      } catch (error) {
-        if (!isApiStatus(error, 404)) throw error;
-      }
-    }
-  }
-
-  private async ensureFinalizer(target: Target): Promise<Nats> {
-    const finalizers = target.nats.metadata?.finalizers ?? [];
-    if (finalizers.includes(NATS_FINALIZER)) return target.nats;
-    return this.patchFinalizers(target.nats, [...finalizers, NATS_FINALIZER]);
-  }
-
-  /** resourceVersion makes it a compare-and-swap: a stale cache gets 409 and a retry. */
-  private async patchFinalizers(nats: Nats, finalizers: string[]): Promise<Nats> {
-    const { name = '', namespace = '', resourceVersion } = nats.metadata ?? {};
-    this.deps.onWrite?.(NATS_KIND, 'finalizer');
-    return (await requestJson(this.deps.kc, {
-      method: 'PATCH',
-      path: natsPath(namespace, name),
-      body: { metadata: { resourceVersion, finalizers } },
-      contentType: 'application/merge-patch+json',
-    })) as Nats;
-  }
-
-  /**
-   * Writes the status when it changed; returns the resource as now stored, so that a write
-   * after it carries the current resourceVersion instead of meeting a conflict.
-   */
-  private async writeStatus(
-    target: Target,
-    outcome: ReconcileOutcome,
-    observed: { statefulSet?: ObservedStatefulSet; zones?: readonly string[] } = {},
-  ): Promise<Nats> {
-    const { nats } = target;
-    const previous = nats.status;
-    const next = computeNatsStatus({
-      nats: {
-        name: target.name,
-        namespace: target.namespace,
-        generation: nats.metadata?.generation,
-        deleting: nats.metadata?.deletionTimestamp !== undefined,
-      },
-      previous,
-      now: (this.deps.now ?? (() => new Date()))(),
-      clusterDomain: this.deps.settings.clusterDomain,
-      outcome,
-      statefulSet: observed.statefulSet,
-      zones: observed.zones,
-      size: natsSize(nats),
-    });
-    if (!statusChanged(previous, next)) return nats;
-    this.deps.onWrite?.(NATS_KIND, 'status');
-    const written = (await requestJson(this.deps.kc, {
-      method: 'PUT',
-      path: natsPath(target.namespace, target.name, '/status'),
-      body: { ...nats, apiVersion: NATS_API_VERSION, kind: NATS_KIND, status: next },
-    })) as Nats;
-    target.log.info('status written', { state: next.state });
-    if (previous?.state !== next.state || outcome.kind === 'deletionBlocked') {
-      await this.deps.record(target, stateEvent(next, outcome));
-    }
-    return written;
   }
 
   /**
@@ -382,13 +400,434 @@ export class NatsReconciler {
    * without our label (which the label-selected cache never sees). Undefined when absent.
    */
   private async lookup(
-    apiVersion: string,
-    kind: string,
+    child: ChildKind,
     namespace: string,
-    name: string,
+    natsName: string,
   ): Promise<KubeObject | undefined> {
-    const cached = this.deps.childCache(`${apiVersion}/${kind}`)?.get(namespace, name);
-    return cached ?? getObject(this.deps.kc, resourcePath(apiVersion, kind, namespace, name));
+    const name = child.name(natsName);
+    const cached = this.deps.childCache(childKey(child))?.get(namespace, name);
+    if (cached !== undefined) return cached;
+    const ref = { apiVersion: child.apiVersion, kind: child.kind, namespace, name };
+    return this.deps.client.get(ref, { signal: this.signal });
+  }
+
+  private async executeApply(plan: ApplyPlan, planned: Observations): Promise<ReconcileResult> {
+    let observed = planned;
+    // Sent first, answered alongside the children: each of these round trips is time a user
+    // waits for after `kubectl apply` (bench/README.md, create). Before anything outlives the
+    // resource (the StatefulSet controller's claims) the finalizer is in place.
+    const finalized = plan.addFinalizer
+      ? this.patchFinalizers([...(this.nats.metadata?.finalizers ?? []), NATS_FINALIZER])
+      : undefined;
+    // On an update what the StatefulSet reads is written first, so restarted pods read the new
+    // configuration. A StatefulSet being created has no pods yet: everything goes at once.
+    const waits = (w: ChildWrite): boolean =>
+      w.child.consumes !== undefined && w.action !== 'create';
+    const first = plan.writes.filter((w) => !waits(w));
+    const then = plan.writes.filter(waits);
+    await this.deleteStale(plan.stale);
+    await this.removePeer(plan.scaleDown?.removePeer, observed);
+    await this.stepDown(plan.scaleDown?.stepDownTo, observed);
+    await this.forgetRemovedPeers(plan);
+    // Before the StatefulSet is re-created: its claims must ask for the new size first.
+    const claimResults = await this.growClaims(plan.storageGrowth);
+    const [nats, firstResults] = await Promise.all([
+      finalized,
+      Promise.all(first.map((w) => this.write(w))),
+    ]);
+    if (nats !== undefined) this.nats = nats;
+    const results = [...firstResults, ...(await Promise.all(then.map((w) => this.write(w))))];
+    const zones = await this.zones;
+    if (zones !== undefined) observed = { ...observed, zones };
+    for (const held of plan.held) {
+      this.log.info('not applied while a child it reads is not ours', {
+        child: held.child.kind,
+        because: held.because,
+      });
+    }
+    if (plan.rollout.kind === 'restart') {
+      const restart = await this.restartPod(plan.rollout);
+      await this.report(undefined, restartEvent(plan, restart));
+    }
+    await this.deleteClaims(plan.scaleDown?.deleteClaims ?? []);
+    const input = { nats: this.nats, settings: this.deps.settings, observed };
+    const settled = settleApply(input, plan, results, claimResults);
+    await this.report(settled.status, settled.events);
+    const children = results.map((r) => ({
+      child: describeObject(r.write.object),
+      action: r.write.action,
+      ...(r.ok ? {} : { error: r.error }),
+    }));
+    if (settled.failed.length > 0) throw new ChildrenFailedError(settled.failed);
+    return { requeueAfterMs: settled.requeueAfterMs, children };
+  }
+
+  /**
+   * Deletes what an earlier NATS resource of this name left, exactly those objects (a uid
+   * precondition); their own dependents (the old pods) go by garbage collection. A failure is
+   * logged and the recheck tries again.
+   */
+  private async deleteStale(stale: readonly StaleChild[]): Promise<void> {
+    await Promise.all(
+      stale
+        .filter((s) => !s.deleting)
+        .map(async ({ ref, uid }) => {
+          this.deps.onWrite?.(ref.kind, 'delete');
+          try {
+            await this.deps.client.request({
+              method: 'DELETE',
+              path: resourcePath(ref.apiVersion, ref.kind, ref.namespace, ref.name),
+              body: {
+                apiVersion: 'v1',
+                kind: 'DeleteOptions',
+                preconditions: { uid },
+                propagationPolicy: 'Background',
+              },
+              signal: this.signal,
+            });
+            this.log.info('deleted a child of an earlier NATS resource', {
+              child: describeObject(ref),
+            });
+          } catch (error) {
+            if (this.signal?.aborted === true) throw error;
+            // Gone meanwhile (404) or replaced (409): the next look decides again.
+            this.log.info('child of an earlier NATS resource not deleted', {
+              child: describeObject(ref),
+              error: errorMessage(error),
+            });
+          }
+        }),
+    );
+  }
+
+  /**
+   * Deletes the pod the rollout chose, exactly that one (a uid precondition: a pod re-created
+   * meanwhile under the same name is not touched); the StatefulSet re-creates it at its latest
+   * revision, the pod's preStop puts the server in lame duck mode first.
+   */
+  private async restartPod(rollout: { pod: string; uid: string }): Promise<RestartResult> {
+    const namespace = this.nats.metadata?.namespace ?? '';
+    this.deps.onWrite?.('Pod', 'delete');
+    try {
+      await this.deps.client.request({
+        method: 'DELETE',
+        path: `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(rollout.pod)}`,
+        body: { apiVersion: 'v1', kind: 'DeleteOptions', preconditions: { uid: rollout.uid } },
+        signal: this.signal,
+      });
+      this.log.info('restarting pod for the rollout', { pod: rollout.pod });
+      return { ok: true };
+    } catch (error) {
+      if (this.signal?.aborted === true) throw error;
+      // Gone or replaced meanwhile (404, 409): the next look decides again.
+      this.log.info('pod not restarted', { pod: rollout.pod, error: errorMessage(error) });
+      return { ok: false, error: errorMessage(error) };
+    }
+  }
+
+  /** A failed removal is logged; the next step (requeued) looks at the cluster again. */
+  private async removePeer(server: string | undefined, observed: Observations): Promise<void> {
+    if (server === undefined) return;
+    const password = systemAccountPasswordFrom(observed.children.get('Secret')) ?? '';
+    const started = performance.now();
+    const removed = await (this.deps.natsPeers?.remove ?? removePeer)(
+      { url: this.natsUrl(), password },
+      server,
+    );
+    const ms = Math.round(performance.now() - started);
+    if (!removed.ok) {
+      this.log.error('removing server from JetStream failed', { server, error: removed.error });
+      return;
+    }
+    this.log.info('removed server from JetStream', { server, ms });
+    // nats-server keeps a removed name out of the meta group for 5 minutes (rejoin.ts): when
+    // the removal happened must outlive this process, for a scale-up that brings it back.
+    const at = this.now();
+    await this.storeRemovedPeers((peers) => withRemoval(peers, server, at));
+  }
+
+  /** Drops what the plan no longer needs from the record of removed peers. */
+  private async forgetRemovedPeers(plan: ApplyPlan): Promise<void> {
+    const record = plan.rejoin.record;
+    if (record === undefined) return;
+    const before = this.removedPeers();
+    const dropped = [...before.keys()].filter((name) => !record.has(name));
+    await this.storeRemovedPeers(
+      (peers) => new Map([...peers].filter(([name]) => !dropped.includes(name))),
+    );
+    this.log.info('removed peers no longer tracked', { servers: dropped });
+  }
+
+  private removedPeers(): RemovedPeers {
+    return parseRemovedPeers(this.nats.metadata?.annotations?.[REMOVED_PEERS_ANNOTATION]);
+  }
+
+  /**
+   * Writes the record of removed peers onto the NATS resource (a compare-and-swap; on a
+   * conflict the change is made again on the live object once). A failure is logged: the
+   * record only explains a wait in the status, it decides nothing.
+   */
+  private async storeRemovedPeers(change: (peers: RemovedPeers) => RemovedPeers): Promise<void> {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const value = formatRemovedPeers(change(this.removedPeers())) ?? null;
+      this.deps.onWrite?.(NATS_KIND, 'annotation');
+      try {
+        this.nats = await this.deps.client.patch<Nats>(
+          natsRef(this.nats),
+          {
+            metadata: {
+              resourceVersion: this.nats.metadata?.resourceVersion,
+              annotations: { [REMOVED_PEERS_ANNOTATION]: value },
+            },
+          },
+          { type: 'merge', signal: this.signal },
+        );
+        return;
+      } catch (error) {
+        if (this.signal?.aborted === true) throw error;
+        const fresh = isApiStatus(error, 409)
+          ? await this.deps.client.get<Nats>(natsRef(this.nats), { signal: this.signal })
+          : undefined;
+        if (fresh === undefined) {
+          this.log.error('recording removed peers failed', { error: errorMessage(error) });
+          return;
+        }
+        this.nats = fresh;
+      }
+    }
+    this.log.error('recording removed peers failed', { error: 'the NATS resource kept changing' });
+  }
+
+  private async stepDown(preferred: string | undefined, observed: Observations): Promise<void> {
+    if (preferred === undefined) return;
+    const password = systemAccountPasswordFrom(observed.children.get('Secret')) ?? '';
+    const asked = await (this.deps.natsPeers?.stepDown ?? stepDownMetaLeader)(
+      { url: this.natsUrl(), password },
+      preferred,
+    );
+    if (asked.ok) this.log.info('moved the JetStream meta leadership', { to: preferred });
+    else this.log.error('moving the JetStream meta leadership failed', { error: asked.error });
+  }
+
+  private async deleteClaims(claims: readonly ObjectRef[]): Promise<void> {
+    for (const claim of claims) {
+      this.deps.onWrite?.('PersistentVolumeClaim', 'delete');
+      if (await this.deps.client.delete(claim, { signal: this.signal })) {
+        this.log.info('deleted volume claim', { claim: claim.name });
+      }
+    }
+  }
+
+  private async write(write: ChildWrite): Promise<WriteResult> {
+    const { client } = this.deps;
+    this.deps.onWrite?.(write.object.kind, 'apply');
+    try {
+      const options = { fieldManager: FIELD_MANAGER, signal: this.signal };
+      const object =
+        write.action === 'takeover'
+          ? await this.takeOver(write)
+          : write.action === 'recreate'
+            ? await this.deleteLeavingPods(write)
+            : write.action === 'replace'
+              ? await client.update(write.object, options)
+              : await client.apply(write.object, options);
+      const done = {
+        create: 'created',
+        replace: 'replaced',
+        apply: 'applied',
+        takeover: 'taken over from the legacy field manager',
+        recreate: 'deleted leaving its pods, to be created again',
+      } as const;
+      this.log.info(done[write.action], {
+        child: describeObject(write.object),
+        ...(write.drift === undefined ? {} : { drift: write.drift }),
+      });
+      return { write, ok: true, object };
+    } catch (error) {
+      // An abort is no child's failure: the whole reconcile ends.
+      if (this.signal?.aborted === true) throw error;
+      this.log.error('child write failed', { child: describeObject(write.object), error });
+      return { write, ok: false, error: errorMessage(error) };
+    }
+  }
+
+  /**
+   * Deletes the StatefulSet of a storage growth with propagationPolicy Orphan: its pods (and
+   * their claims) stay and keep serving, and the StatefulSet created again adopts them. Exactly
+   * the observed one (a uid precondition). Returns the live object, which the status reads.
+   */
+  private async deleteLeavingPods(write: ChildWrite): Promise<KubeObject> {
+    const live = write.live ?? write.object;
+    const { apiVersion, kind } = live;
+    const namespace = live.metadata.namespace ?? this.nats.metadata?.namespace ?? '';
+    this.deps.onWrite?.(kind, 'delete');
+    await this.deps.client.request({
+      method: 'DELETE',
+      path: resourcePath(apiVersion, kind, namespace, live.metadata.name ?? ''),
+      body: {
+        apiVersion: 'v1',
+        kind: 'DeleteOptions',
+        propagationPolicy: 'Orphan',
+        preconditions: { uid: live.metadata.uid },
+      },
+      signal: this.signal,
+    });
+    return live;
+  }
+
+  /** Raises the storage request of each claim a storage growth names; refusals are reported. */
+  private async growClaims(growth: ApplyPlan['storageGrowth']): Promise<ClaimResult[]> {
+    const results: ClaimResult[] = [];
+    for (const claim of growth?.patchClaims ?? []) {
+      this.deps.onWrite?.('PersistentVolumeClaim', 'apply');
+      try {
+        await this.deps.client.patch(
+          claim,
+          { spec: { resources: { requests: { storage: growth?.size } } } },
+          { type: 'merge', fieldManager: FIELD_MANAGER, signal: this.signal },
+        );
+        this.log.info('raised the storage request of a volume claim', {
+          claim: claim.name,
+          size: growth?.size,
+        });
+        results.push({ claim: claim.name, ok: true });
+      } catch (error) {
+        if (this.signal?.aborted === true) throw error;
+        this.log.error('raising the storage request of a volume claim failed', {
+          claim: claim.name,
+          error,
+        });
+        results.push({ claim: claim.name, ok: false, error: errorMessage(error) });
+      }
+    }
+    return results;
+  }
+
+  /** The NATS volume claims with what a storage growth reads of them. */
+  private async observedClaims(natsName: string): Promise<ObservedClaim[]> {
+    const input = natsRenderInput(this.nats);
+    const statefulSet = objectNames(natsName).statefulSet;
+    const list = await this.deps.client.list<ClaimView>(
+      collectionPath('v1', 'PersistentVolumeClaim', input.namespace),
+      { labelSelector: labelSelector(selectorLabels(input)), signal: this.signal },
+    );
+    return (list.items ?? []).flatMap((claim) => {
+      const name = claim.metadata.name ?? '';
+      const ordinal = ordinalOf(statefulSet, name);
+      if (ordinal === undefined) return [];
+      const requested = claim.spec?.resources?.requests?.storage;
+      const capacity = claim.status?.capacity?.storage;
+      return [
+        {
+          ref: {
+            apiVersion: 'v1',
+            kind: 'PersistentVolumeClaim',
+            namespace: input.namespace,
+            name,
+          },
+          ordinal,
+          ...(requested === undefined ? {} : { requested }),
+          ...(capacity === undefined ? {} : { capacity }),
+          bound: claim.status?.phase === 'Bound',
+          fileSystemResizePending:
+            claim.status?.conditions?.some(
+              (c) => c.type === 'FileSystemResizePending' && c.status === 'True',
+            ) === true,
+          deleting: claim.metadata.deletionTimestamp !== undefined,
+        },
+      ];
+    });
+  }
+
+  /**
+   * The explicit takeover of a child the legacy field manager applied (takeover.ts): PUT our
+   * rendering over it (compare-and-swap), force-apply it so our Apply entry owns every field we
+   * render, then remove the legacy manager's managedFields entries. Each step is safe to repeat:
+   * a failure leaves the legacy entries, and the next reconcile takes the child over again.
+   */
+  private async takeOver(write: ChildWrite): Promise<KubeObject> {
+    const { client } = this.deps;
+    const options = { fieldManager: FIELD_MANAGER, signal: this.signal };
+    await client.update(write.replacement ?? write.object, options);
+    this.deps.onWrite?.(write.object.kind, 'apply');
+    const applied = await client.apply(write.object, options);
+    const patch = legacyEntriesPatch(applied);
+    if (patch === undefined) return applied;
+    this.deps.onWrite?.(write.object.kind, 'apply');
+    return client.patch(refOf(applied), patch, { ...options, type: 'json' });
+  }
+
+  private async executeDelete(plan: DeletePlan): Promise<ReconcileResult> {
+    try {
+      await this.report(plan.status, plan.events);
+      await this.deleteClaims(plan.deleteClaims);
+      if (plan.removeFinalizer) {
+        const finalizers = (this.nats.metadata?.finalizers ?? []).filter(
+          (f) => f !== NATS_FINALIZER,
+        );
+        await this.patchFinalizers(finalizers);
+        this.log.info('finalizer removed; the children go by garbage collection');
+      }
+    } catch (error) {
+      // Gone meanwhile (another replica finished, or the finalizer was removed by hand): done.
+      if (isApiStatus(error, 404)) return {};
+      throw error;
+    }
+    return plan.requeueAfterMs === undefined ? {} : { requeueAfterMs: plan.requeueAfterMs };
+  }
+
+  /** Writes the status (when the plan changed it), then records the events. */
+  private async report(
+    status: Nats['status'] | undefined,
+    events: readonly NatsEvent[],
+  ): Promise<void> {
+    if (status !== undefined) {
+      this.deps.onWrite?.(NATS_KIND, 'status');
+      this.nats = await this.deps.client.status<Nats>(
+        {
+          ...this.nats,
+          apiVersion: NATS_API_VERSION,
+          kind: NATS_KIND,
+          metadata: (this.nats.metadata ?? {}) as KubeObject['metadata'],
+          status,
+        },
+        { signal: this.signal },
+      );
+      this.log.info('status written', { state: status.state });
+    }
+    const target = {
+      name: this.nats.metadata?.name ?? '',
+      namespace: this.nats.metadata?.namespace ?? '',
+      uid: this.nats.metadata?.uid ?? '',
+      resourceVersion: this.nats.metadata?.resourceVersion,
+    };
+    for (const event of events) await this.deps.record(target, event);
+  }
+
+  /** resourceVersion makes it a compare-and-swap: a stale cache gets 409 and a retry. */
+  private async patchFinalizers(finalizers: string[]): Promise<Nats> {
+    this.deps.onWrite?.(NATS_KIND, 'finalizer');
+    return this.deps.client.patch<Nats>(
+      natsRef(this.nats),
+      { metadata: { resourceVersion: this.nats.metadata?.resourceVersion, finalizers } },
+      { type: 'merge', signal: this.signal },
+    );
+  }
+
+  /** The StatefulSet's claims outlive it by design; a deleted NATS must not leave them behind. */
+  /**
+   * The NATS volume claims. `pending` leaves out those already being deleted: their deletion
+   * was asked for, and Kubernetes finishes it once no pod uses them.
+   */
+  private async volumeClaims(which: 'all' | 'pending' = 'all'): Promise<ObjectRef[]> {
+    const input = natsRenderInput(this.nats);
+    const list = await this.deps.client.list(
+      collectionPath('v1', 'PersistentVolumeClaim', input.namespace),
+      { labelSelector: labelSelector(selectorLabels(input)), signal: this.signal },
+    );
+    return (list.items ?? [])
+      .filter((claim) => which === 'all' || claim.metadata.deletionTimestamp === undefined)
+      .map((claim) => refOf({ ...claim, apiVersion: 'v1', kind: 'PersistentVolumeClaim' }));
   }
 
   /**
@@ -396,22 +835,16 @@ export class NatsReconciler {
    * node has no zone label (then the zone count would be a guess).
    */
   private async podZones(
-    namespace: string,
-    selector: Record<string, string>,
+    pods: readonly PodView[],
     size: number,
   ): Promise<readonly string[] | undefined> {
-    const pods = (await requestJson(this.deps.kc, {
-      method: 'GET',
-      path: `/api/v1/namespaces/${namespace}/pods`,
-      query: { labelSelector: labelSelector(selector) },
-    })) as { items?: { spec?: { nodeName?: string } }[] };
-    const nodeNames = (pods.items ?? []).map((pod) => pod.spec?.nodeName ?? '');
+    const nodeNames = pods.map((pod) => pod.spec?.nodeName ?? '');
     if (nodeNames.length < size || nodeNames.includes('')) return undefined;
     const zoneOfNode = new Map<string, string>();
     for (const nodeName of new Set(nodeNames)) {
-      const node = await getObject<{ metadata?: { labels?: Record<string, string> } }>(
-        this.deps.kc,
-        `/api/v1/nodes/${nodeName}`,
+      const node = await this.deps.client.get<{ metadata?: { labels?: Record<string, string> } }>(
+        { apiVersion: 'v1', kind: 'Node', name: nodeName },
+        { signal: this.signal },
       );
       const zone = node?.metadata?.labels?.[ZONE_LABEL];
       if (zone === undefined) return undefined;
@@ -419,25 +852,4 @@ export class NatsReconciler {
     }
     return nodeNames.map((nodeName) => zoneOfNode.get(nodeName) ?? '');
   }
-}
-
-function natsSize(nats: Nats): number {
-  return defaultNatsSpec(nats.spec).cluster.size;
-}
-
-function stateEvent(status: NatsStatus, outcome: ReconcileOutcome): NatsEvent {
-  const deleted = status.conditions?.find((c) => c.type === ConditionType.Deleted);
-  const available = status.conditions?.find((c) => c.type === ConditionType.Available);
-  const message =
-    outcome.kind === 'deletionBlocked'
-      ? (deleted?.message ?? '')
-      : status.state === NatsState.Deleting
-        ? 'The NATS resource is being deleted.'
-        : (available?.message ?? '');
-  const warning = status.state === NatsState.Error || status.state === NatsState.Warning;
-  return {
-    type: warning ? 'Warning' : 'Normal',
-    reason: outcome.kind === 'deletionBlocked' ? 'DeletionBlocked' : (status.state ?? 'Unknown'),
-    message,
-  };
 }

@@ -7,8 +7,16 @@ import {
   type NatsCondition,
   type NatsStatus,
 } from '../api/nats.ts';
-import { kubeTime } from '../kube/api.ts';
+import { kubeTime } from '../base/object.ts';
+import type { ServerHealth } from '../nats/monitoring.ts';
 import { clientUrl, objectNames } from '../render/names.ts';
+import {
+  healthWarns,
+  JETSTREAM_CONDITION,
+  jetStreamConditions,
+  STORAGE_CONDITION,
+} from './jetstream-health.ts';
+import type { Rejoining } from './rejoin.ts';
 
 /** Below this size NATS does not run as a cluster, so zone spreading does not apply. */
 export const MIN_CLUSTER_SIZE = 3;
@@ -24,7 +32,10 @@ export type ReconcileOutcome =
 /** The parts of a StatefulSet the status depends on; a V1StatefulSet fits. */
 export interface ObservedStatefulSet {
   readonly metadata?: { readonly generation?: number };
-  readonly spec?: { readonly replicas?: number };
+  readonly spec?: {
+    readonly replicas?: number;
+    readonly updateStrategy?: { readonly type?: string };
+  };
   readonly status?: {
     readonly observedGeneration?: number;
     readonly replicas?: number;
@@ -54,14 +65,25 @@ export interface StatusInput {
   readonly zones: readonly string[] | undefined;
   /** spec.cluster.size after defaulting. */
   readonly size: number;
+  /** A rollout in progress (rollout.ts): what it does or waits for. */
+  readonly rollout?: { readonly message: string };
+  /** Every server's monitoring answers, by pod name; absent when not asked. */
+  readonly servers?: ReadonlyMap<string, ServerHealth>;
+  /** A scale-down under way (scale-down.ts): what it does or waits for. */
+  readonly scaling?: { readonly message: string; readonly blocked: boolean };
+  /** What must go before the children are written (an earlier resource's children). */
+  readonly waiting?: { readonly message: string; readonly blocked: boolean };
+  /** Re-created servers of removed peers not yet re-admitted to the meta group (rejoin.ts). */
+  readonly rejoining?: readonly Rejoining[];
 }
 
 type ConditionStatus = NatsCondition['status'];
 
 interface ConditionDraft {
-  readonly type: ConditionType;
+  /** The Go manager's types and reasons (ConditionType, ConditionReason), and ours beside them. */
+  readonly type: string;
   readonly status: ConditionStatus;
-  readonly reason: ConditionReason;
+  readonly reason: string;
   readonly message: string;
 }
 
@@ -73,10 +95,11 @@ export function statefulSetReady(sts: ObservedStatefulSet): boolean {
   const generation = sts.metadata?.generation ?? 0;
   if ((status.observedGeneration ?? 0) < generation) return false;
   const desired = sts.spec?.replicas ?? 1;
-  const replicas = status.replicas ?? 0;
-  if (replicas !== desired) return false;
-  if ((status.readyReplicas ?? 0) !== desired) return false;
-  if ((status.updatedReplicas ?? 0) !== desired) return false;
+  const counts = [status.replicas, status.readyReplicas, status.updatedReplicas];
+  if (counts.some((count) => (count ?? 0) !== desired)) return false;
+  // OnDelete never moves currentRevision forward (the StatefulSet controller does that only
+  // for RollingUpdate): there every pod updated and ready is the whole rollout.
+  if (sts.spec?.updateStrategy?.type === 'OnDelete') return true;
   const { currentRevision, updateRevision } = status;
   if (currentRevision !== undefined && updateRevision !== undefined) {
     return currentRevision === updateRevision;
@@ -191,15 +214,17 @@ function computeApplied(input: StatusInput): Computed {
       ],
     };
   }
-  if (!statefulSetReady(sts)) {
+  if (!statefulSetReady(sts) || input.rollout !== undefined) {
     return {
       state: NatsState.Processing,
       drafts: [
         {
           type: ConditionType.StatefulSet,
           status: 'False',
-          reason: ConditionReason.Processing,
-          message: rolloutMessage(sts),
+          // The Go manager's reason while the StatefulSet rolls out; the message says how far
+          // and, while the manager rolls the pods, which one.
+          reason: ConditionReason.Pending,
+          message: input.rollout?.message ?? rolloutMessage(sts),
         },
         {
           type: ConditionType.Available,
@@ -208,12 +233,17 @@ function computeApplied(input: StatusInput): Computed {
           message: 'NATS is being deployed.',
         },
         zonesCondition(input.size, input.zones, false).condition,
+        ...keptHealth(input.previous),
       ],
     };
   }
   const zones = zonesCondition(input.size, input.zones, true);
+  const health =
+    input.servers === undefined || input.servers.size === 0
+      ? keptHealth(input.previous)
+      : jetStreamConditions(input.servers, input.size > 1, input.previous, input.rejoining);
   return {
-    state: zones.tooFewZones ? NatsState.Warning : NatsState.Ready,
+    state: zones.tooFewZones || healthWarns(health) ? NatsState.Warning : NatsState.Ready,
     url: clientUrl(objectNames(input.nats.name), input.nats.namespace, input.clusterDomain),
     drafts: [
       {
@@ -229,8 +259,19 @@ function computeApplied(input: StatusInput): Computed {
         message: 'NATS is deployed.',
       },
       zones.condition,
+      ...health,
     ],
   };
+}
+
+/**
+ * The JetStream conditions as last reported: while pods roll or start, servers are expected to
+ * be down one at a time, which is no news about JetStream's health.
+ */
+function keptHealth(previous: NatsStatus | undefined): ConditionDraft[] {
+  return (previous?.conditions ?? [])
+    .filter((c) => c.type === JETSTREAM_CONDITION || c.type === STORAGE_CONDITION)
+    .map((c) => ({ type: c.type, status: c.status, reason: c.reason, message: c.message }));
 }
 
 /**
@@ -248,6 +289,28 @@ function keptDuringDeletion(previous: NatsStatus | undefined): readonly Conditio
     }));
 }
 
+/**
+ * A step under way (a scale-down, an earlier resource's children going) says so in the
+ * StatefulSet condition; blocked, the state is Warning.
+ */
+function withScaling(computed: Computed, scaling: StatusInput['scaling']): Computed {
+  if (scaling === undefined) return computed;
+  return {
+    ...computed,
+    state: scaling.blocked ? NatsState.Warning : NatsState.Processing,
+    drafts: computed.drafts.map((draft) =>
+      draft.type === ConditionType.StatefulSet
+        ? {
+            ...draft,
+            status: 'False',
+            reason: ConditionReason.Processing,
+            message: scaling.message,
+          }
+        : draft,
+    ),
+  };
+}
+
 function compute(input: StatusInput): Computed {
   const { outcome } = input;
   switch (outcome.kind) {
@@ -256,7 +319,7 @@ function compute(input: StatusInput): Computed {
       if (input.nats.deleting) {
         return { state: NatsState.Deleting, drafts: keptDuringDeletion(input.previous) };
       }
-      return computeApplied(input);
+      return withScaling(computeApplied(input), input.scaling ?? input.waiting);
     case 'forbidden':
       return {
         state: NatsState.Error,

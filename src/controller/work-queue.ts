@@ -2,38 +2,14 @@
 // gives controllers: a key waits at most once however often it is added, one key is never
 // processed twice at the same time (an add during processing runs it again afterwards), failures
 // retry with capped exponential backoff per key, and shutdown lets the work in flight finish.
-import { jsonLogger } from '../manager/log.ts';
-
-export interface Clock {
-  now(): number;
-  /** Runs callback after ms; the returned function cancels it. */
-  schedule(callback: () => void, ms: number): () => void;
-}
-
-export const systemClock: Clock = {
-  now: () => Date.now(),
-  schedule: (callback, ms) => {
-    const timer = setTimeout(callback, ms);
-    // A pending retry alone must not keep the process alive.
-    timer.unref();
-    return () => {
-      clearTimeout(timer);
-    };
-  },
-};
-
-export interface Backoff {
-  readonly initialMs: number;
-  readonly maxMs: number;
-}
-
-export const DEFAULT_BACKOFF: Backoff = { initialMs: 100, maxMs: 60_000 };
-
-/** The wait before retry number `failures` (1 for the first failure). */
-export function backoffDelay(failures: number, backoff: Backoff = DEFAULT_BACKOFF): number {
-  // The exponent is capped so that 2 ** n stays finite for keys that fail for days.
-  return Math.min(backoff.maxMs, backoff.initialMs * 2 ** Math.min(failures - 1, 40));
-}
+import {
+  DEFAULT_BACKOFF,
+  backoffDelay,
+  systemClock,
+  type Backoff,
+  type Clock,
+} from '../base/clock.ts';
+import { jsonLogger } from '../base/log.ts';
 
 export type QueueKey = string | number;
 
@@ -61,6 +37,8 @@ export interface WorkQueue<K extends QueueKey> {
   delayed(): number;
   /** Failures of key since its last success. */
   failures(key: K): number;
+  /** Resolves once no key is being processed (now, or when those in flight end). */
+  idle(): Promise<void>;
 }
 
 export function createWorkQueue<K extends QueueKey>(options: WorkQueueOptions<K>): WorkQueue<K> {
@@ -87,6 +65,7 @@ export function createWorkQueue<K extends QueueKey>(options: WorkQueueOptions<K>
   let accepting = true;
   let drained: Promise<void> | undefined;
   let resolveDrained: (() => void) | undefined;
+  let idleWaiters: (() => void)[] = [];
 
   const pump = (): void => {
     while (accepting && processing.size < concurrency) {
@@ -114,6 +93,11 @@ export function createWorkQueue<K extends QueueKey>(options: WorkQueueOptions<K>
       }
     }
     processing.delete(key);
+    if (processing.size === 0) {
+      const waiters = idleWaiters;
+      idleWaiters = [];
+      for (const resolve of waiters) resolve();
+    }
     if (accepting) {
       if (retryInMs !== undefined) addAfter(key, retryInMs);
       if (waiting.has(key)) ready.push(key);
@@ -178,5 +162,11 @@ export function createWorkQueue<K extends QueueKey>(options: WorkQueueOptions<K>
     inFlight: () => processing.size,
     delayed: () => timers.size,
     failures: (key) => failureCounts.get(key) ?? 0,
+    idle: () =>
+      processing.size === 0
+        ? Promise.resolve()
+        : new Promise<void>((resolve) => {
+            idleWaiters.push(resolve);
+          }),
   };
 }

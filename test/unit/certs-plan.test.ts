@@ -13,7 +13,7 @@ import {
   type SecretData,
   servingNames,
 } from '../../certs/plan.ts';
-import { issueCertificate, type KeyPair } from '../../certs/x509.ts';
+import { issueCertificate, newRsaKeyPem, type KeyPair } from '../../certs/x509.ts';
 
 const DAY = 86_400_000;
 const T0 = new Date('2030-01-01T00:00:00Z');
@@ -136,6 +136,19 @@ describe('certificate plan', () => {
     expect(ca.subject).toMatch(/^CN=nats-manager-webhook-ca@\d+$/);
     expect(ca.validToDate).toEqual(at(3650));
     expect(new X509Certificate(fresh.serving.certPem).validToDate).toEqual(at(90));
+  });
+
+  it('builds on keys made beforehand, off the event loop, when it is given them', async () => {
+    const [caKey, servingKey] = await Promise.all([newRsaKeyPem(), newRsaKeyPem()]);
+    const given = planCertificates({
+      data: undefined,
+      names,
+      now: T0,
+      keys: { ca: caKey, serving: servingKey },
+    });
+    expect(given.data[SECRET_KEYS.caKey]).toBe(caKey);
+    expect(given.serving.keyPem).toBe(servingKey);
+    expectUsable(given, T0);
   });
 
   it('keeps everything on day 59 of the serving certificate', () => {

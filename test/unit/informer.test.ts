@@ -5,8 +5,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import * as k8s from '@kubernetes/client-node';
 import { createInformer, type InformerOptions } from '../../src/controller/informer.ts';
-import type { KubeObject } from '../../src/kube/api.ts';
-import type { Logger } from '../../src/manager/log.ts';
+import { clientFor, type KubeObject } from '../../src/kube/api.ts';
+import type { Logger } from '../../src/base/log.ts';
 import { eventually } from '../support/kube.ts';
 
 const PATH = '/api/v1/namespaces/ns/configmaps';
@@ -135,7 +135,7 @@ function recordingInformer(
 ): { informer: ReturnType<typeof createInformer<ConfigMap>>; events: Recorded[] } {
   const events: Recorded[] = [];
   const informer = createInformer<ConfigMap>(
-    kc,
+    clientFor(kc),
     { path: PATH, log: silent, backoff: { initialMs: 10, maxMs: 50 }, ...options },
     {
       add: (cm) => events.push(['add', cm.metadata.name ?? '', cm.data?.v]),
@@ -427,7 +427,7 @@ describe('informer against a scripted API server', () => {
     const seen: string[] = [];
     const informer = track(
       createInformer<ConfigMap>(
-        kc,
+        clientFor(kc),
         { path: PATH, log: silent },
         {
           add: (cm) => {

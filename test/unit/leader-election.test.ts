@@ -17,7 +17,7 @@ import {
   type LeaseStore,
 } from '../../src/controller/leader-election.ts';
 import { KubeApiError } from '../../src/kube/api.ts';
-import type { Logger } from '../../src/manager/log.ts';
+import type { Logger } from '../../src/base/log.ts';
 import { manualClock, type ManualClock } from '../support/manual-clock.ts';
 
 const T0 = Date.parse('2026-11-26T12:00:00Z');

@@ -115,7 +115,7 @@ describe('computeNatsStatus', () => {
       expect(status.state).toBe('Processing');
       expect(status.url).toBeUndefined();
       expect(summary(status)).toEqual({
-        StatefulSet: 'False/Processing',
+        StatefulSet: 'False/Pending',
         Available: 'False/Deploying',
         AvailabilityZones: 'False/Pending',
       });

@@ -129,15 +129,20 @@ describe('mutateNats', () => {
     expect(response).toEqual({ uid: natsRequest().uid, allowed: true });
   });
 
-  it('defaults the file-storage size on update when the old resource had none either', () => {
+  // As the Go manager: the file-storage size is resolved when rendering, never persisted, so a
+  // resource created without one can get one later.
+  it('never writes a file-storage size, on create or update', () => {
     const spec = defaultNatsSpec({});
-    delete (spec.jetStream.fileStorage as { size?: unknown }).size;
-    const response = mutateNats(
-      natsRequest({ operation: 'UPDATE', object: natsObject(spec), oldObject: natsObject(spec) }),
-    );
-    expect(patchOf(response)).toEqual([
-      { op: 'add', path: '/spec/jetStream/fileStorage/size', value: '1Gi' },
-    ]);
+    for (const operation of ['CREATE', 'UPDATE'] as const) {
+      const response = mutateNats(
+        natsRequest({
+          operation,
+          object: natsObject(spec),
+          oldObject: operation === 'UPDATE' ? natsObject(spec) : null,
+        }),
+      );
+      expect(patchOf(response)).toEqual([]);
+    }
   });
 
   it('passes deletions and a spec that is not an object unchanged', () => {
@@ -232,5 +237,50 @@ describe('mutateNats', () => {
       }),
       { numRuns: 1000 },
     );
+  });
+});
+
+// The API server calls the mutating webhook before it validates the schema and the CEL rules,
+// and answers with the first layer that refuses: the mutating webhook's denial is the only
+// place where every error can come at once.
+describe('mutateNats judging the change', () => {
+  const everyLayer = natsObject(
+    {
+      cluster: { size: 4 }, // a CEL rule of the CRD
+      jetStream: { fileStorage: { size: '1e2147483647' } }, // the schema's pattern
+      labels: { 'bad key': 'x' }, // only the webhook knows label keys
+    },
+    'other-nats', // only the webhook knows the single-instance rule
+  );
+
+  it('denies with the errors of every layer in one answer', () => {
+    const response = mutateNats(natsRequest({ name: 'other-nats', object: everyLayer }), config);
+    expect(response.allowed).toBe(false);
+    expect(response.status?.code).toBe(422);
+    expect(response.status?.details?.causes?.map((cause) => cause.field)).toEqual([
+      'metadata.name',
+      'spec.cluster.size',
+      'spec.jetStream.fileStorage.size',
+      'spec.labels',
+    ]);
+    expect(response.status?.message).toContain('size only accepts odd numbers');
+    expect(response.status?.message).toContain('must be a Kubernetes quantity');
+    expect(response.status?.message).toContain('serves only one NATS resource');
+  });
+
+  it('gives the same errors as the validating webhook', async () => {
+    const body = review(natsRequest({ name: 'other-nats', object: everyLayer }));
+    const [mutate, validate] = await Promise.all([
+      request(app).post('/mutate-nats').send(body),
+      request(app).post('/validate-nats').send(body),
+    ]);
+    const statusOf = (res: { body: unknown }): unknown =>
+      (res.body as { response: AdmissionResponse }).response.status;
+    expect(statusOf(mutate)).toEqual(statusOf(validate));
+  });
+
+  it('allows a valid change and still patches nothing it need not', () => {
+    const response = mutateNats(natsRequest({ object: natsObject(defaultNatsSpec({})) }), config);
+    expect(response).toEqual({ uid: natsRequest().uid, allowed: true });
   });
 });

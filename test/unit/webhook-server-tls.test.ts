@@ -4,7 +4,7 @@ import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import type { CertificateSource, ServingCertificate } from '../../certs/source.ts';
 import { createCertificateAuthority, issueCertificate, type KeyPair } from '../../certs/x509.ts';
-import type { Logger } from '../../src/manager/log.ts';
+import type { Logger } from '../../src/base/log.ts';
 import {
   createAdmissionApp,
   startWebhookServer,

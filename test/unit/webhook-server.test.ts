@@ -1,8 +1,14 @@
 import fc from 'fast-check';
 import request from 'supertest';
-import type { Fields, Logger } from '../../src/manager/log.ts';
+import type { Fields, Logger } from '../../src/base/log.ts';
 import type { AdmissionOutcome } from '../../webhooks/review.ts';
-import { BODY_LIMIT_BYTES, createAdmissionApp, type WebhookName } from '../../webhooks/server.ts';
+import {
+  BODY_LIMIT_BYTES,
+  createAdmissionApp,
+  MAX_JSON_DEPTH,
+  nestsDeeperThan,
+  type WebhookName,
+} from '../../webhooks/server.ts';
 import { TEST_ADMISSION_CONFIG as config } from '../support/admission.ts';
 
 const WEBHOOKS = ['/mutate-nats', '/validate-nats', '/protect-children'] as const;
@@ -106,6 +112,44 @@ describe('createAdmissionApp', () => {
     const over = natsReview({ annotations: { big: padding(BODY_LIMIT_BYTES - envelope + 1) } });
     const res = await request(app).post('/validate-nats').send(over).expect(413);
     expect(res.body).toEqual({ message: `request body exceeds ${String(BODY_LIMIT_BYTES)} bytes` });
+  });
+
+  it('refuses a body nested deeper than any object, before parsing it, and takes one nested to the limit', async () => {
+    const nested = (depth: number): string =>
+      `{"request":${'['.repeat(depth - 1)}${']'.repeat(depth - 1)}}`;
+    const res = await request(app)
+      .post('/validate-nats')
+      .type('application/json')
+      .send(`{"request":${'['.repeat(200_000)}${']'.repeat(200_000)}}`)
+      .expect(400);
+    expect(res.body).toEqual({
+      message: `request body nests deeper than ${String(MAX_JSON_DEPTH)} levels`,
+    });
+    const atLimit = await request(app)
+      .post('/validate-nats')
+      .type('application/json')
+      .send(nested(MAX_JSON_DEPTH))
+      .expect(400);
+    expect(atLimit.body).toEqual({ message: 'the AdmissionReview has no request' });
+  });
+
+  it('counts nesting outside strings only, escaped quotes included', () => {
+    const text = (s: string): Uint8Array => Buffer.from(s);
+    expect(nestsDeeperThan(text('[[[]]]'), 3)).toBe(false);
+    expect(nestsDeeperThan(text('[[[[]]]]'), 3)).toBe(true);
+    expect(nestsDeeperThan(text('[[{"a":[]}]]'), 3)).toBe(true);
+    expect(nestsDeeperThan(text('["[[[[[", "\\", "\\"]'), 1)).toBe(false);
+    expect(nestsDeeperThan(text('["\\"" ,[[[]]]]'), 3)).toBe(true);
+    expect(nestsDeeperThan(text('[[],[],[],[]]'), 2)).toBe(false);
+    fc.assert(
+      fc.property(fc.jsonValue({ maxDepth: 6 }), (value) => {
+        const depth = (v: unknown): number =>
+          typeof v === 'object' && v !== null ? 1 + Math.max(0, ...Object.values(v).map(depth)) : 0;
+        const body = text(JSON.stringify(value));
+        expect(nestsDeeperThan(body, depth(value))).toBe(false);
+        if (depth(value) > 0) expect(nestsDeeperThan(body, depth(value) - 1)).toBe(true);
+      }),
+    );
   });
 
   it.each([

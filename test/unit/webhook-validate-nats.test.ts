@@ -37,7 +37,7 @@ describe('POST /validate-nats', () => {
   it('refuses an invalid one with a 422 Invalid status listing every field error', async () => {
     const response = await post(
       natsRequest({
-        object: natsObject({ cluster: { size: 2 }, jetStream: { memStorage: { size: '0' } } }),
+        object: natsObject({ cluster: { size: 2 }, jetStream: { memStorage: { size: 0 } } }),
       }),
     );
     expect(response).toEqual({
@@ -52,8 +52,8 @@ describe('POST /validate-nats', () => {
         message:
           'NATS.operator.kyma-project.io "eventing-nats" is invalid: [' +
           'spec.cluster.size: Invalid value: 2: size only accepts odd numbers, ' +
-          'spec.jetStream.memStorage.size: Invalid value: "0": memStorage can only be enabled ' +
-          'with a size greater than 0]',
+          'spec.jetStream.memStorage.size: Invalid value: 0: memStorage can only be enabled if ' +
+          'size is not 0]',
         details: {
           name: 'eventing-nats',
           group: 'operator.kyma-project.io',
@@ -67,8 +67,7 @@ describe('POST /validate-nats', () => {
             {
               reason: 'FieldValueInvalid',
               field: 'spec.jetStream.memStorage.size',
-              message:
-                'Invalid value: "0": memStorage can only be enabled with a size greater than 0',
+              message: 'Invalid value: 0: memStorage can only be enabled if size is not 0',
             },
           ],
         },

@@ -1,9 +1,6 @@
 import fc from 'fast-check';
-import {
-  backoffDelay,
-  createWorkQueue,
-  type WorkQueueOptions,
-} from '../../src/controller/work-queue.ts';
+import { backoffDelay } from '../../src/base/clock.ts';
+import { createWorkQueue, type WorkQueueOptions } from '../../src/controller/work-queue.ts';
 import { flush, manualClock, type ManualClock } from '../support/manual-clock.ts';
 
 interface Deferred {

@@ -1,0 +1,245 @@
+// The executor of the reconcile plan, and the controller around it, on the in-memory client:
+// per-child results, a refused child that blocks no other, aborts that end the work in flight.
+import { NATS_FINALIZER, type Nats } from '../../src/api/nats.ts';
+import type { Logger } from '../../src/base/log.ts';
+import type { KubeObject } from '../../src/base/object.ts';
+import { createNatsController } from '../../src/controller/controller.ts';
+import type { NatsEvent } from '../../src/controller/events.ts';
+import {
+  ChildrenFailedError,
+  NatsReconciler,
+  type ReconcilerDeps,
+} from '../../src/controller/reconciler.ts';
+import { createFakeKubeClient, type FakeKubeClient } from '../../src/kube/fake.ts';
+import { KubeApiError } from '../../src/kube/transport.ts';
+import { DEFAULT_IMAGES } from '../../src/render/context.ts';
+import { eventually } from '../support/kube.ts';
+
+const silent: Logger = { info: () => undefined, error: () => undefined, with: () => silent };
+const SETTINGS = {
+  natsName: 'eventing-nats',
+  natsNamespace: 'kyma-system',
+  images: DEFAULT_IMAGES,
+  clusterDomain: 'cluster.local',
+  recheckMs: 10_000,
+};
+
+function natsObject(extra: Partial<Nats['metadata']> = {}): KubeObject {
+  return {
+    apiVersion: 'operator.kyma-project.io/v1alpha1',
+    kind: 'NATS',
+    metadata: { name: 'eventing-nats', namespace: 'kyma-system', generation: 1, ...extra },
+    spec: { cluster: { size: 1 }, jetStream: { fileStorage: { size: '1Gi' } } },
+  };
+}
+
+function setup(
+  client: FakeKubeClient,
+  stored: KubeObject,
+): { deps: ReconcilerDeps; events: NatsEvent[] } {
+  const events: NatsEvent[] = [];
+  const deps: ReconcilerDeps = {
+    client,
+    settings: SETTINGS,
+    natsCache: {
+      get: () =>
+        client.stored({ ...stored, namespace: 'kyma-system', name: 'eventing-nats' }) as Nats,
+    },
+    childCache: () => undefined,
+    record: (_target, event) => {
+      events.push(event);
+      return Promise.resolve();
+    },
+    servedCrd: () => false,
+    checkCustomerData: () => Promise.resolve({ kind: 'none' }),
+    log: silent,
+  };
+  return { deps, events };
+}
+
+const NATS_REF = {
+  apiVersion: 'operator.kyma-project.io/v1alpha1',
+  kind: 'NATS',
+  namespace: 'kyma-system',
+  name: 'eventing-nats',
+};
+
+describe('the reconcile executor', () => {
+  it('writes the finalizer first, then every child, then the status', async () => {
+    const client = createFakeKubeClient();
+    const stored = client.put(natsObject());
+    const { deps, events } = setup(client, stored);
+    const result = await new NatsReconciler(deps).reconcile('kyma-system', 'eventing-nats');
+    const writes = client.calls.filter((c) => c.verb !== 'get' && c.verb !== 'list');
+    expect(writes[0]).toMatchObject({ verb: 'patch' });
+    expect(writes.slice(1, -1).map((c) => c.verb)).toEqual(Array(5).fill('apply'));
+    expect(writes.at(-1)).toMatchObject({ verb: 'status' });
+    expect(client.stored(NATS_REF)?.metadata.finalizers).toEqual([NATS_FINALIZER]);
+    expect(result.children?.map((c) => c.action)).toEqual(Array(5).fill('create'));
+    expect(events.map((e) => e.reason)).toEqual([
+      ...Array<string>(5).fill('Created'),
+      'Processing',
+    ]);
+  });
+
+  it('a child the API server refuses blocks no other: all are written, the failure is reported and retried', async () => {
+    const client = createFakeKubeClient();
+    const stored = client.put(natsObject());
+    client.intercept = (call) =>
+      call.verb === 'apply' && call.path.includes('/services/')
+        ? Promise.reject(
+            new KubeApiError('PATCH', call.path, 422, { message: 'duplicate port name' }),
+          )
+        : undefined;
+    const { deps } = setup(client, stored);
+    const reconcile = new NatsReconciler(deps).reconcile('kyma-system', 'eventing-nats');
+    await expect(reconcile).rejects.toThrow(ChildrenFailedError);
+    for (const path of [
+      '/api/v1/namespaces/kyma-system/configmaps/eventing-nats-config',
+      '/api/v1/namespaces/kyma-system/secrets/eventing-nats-secret',
+      '/apis/apps/v1/namespaces/kyma-system/statefulsets/eventing-nats',
+      '/apis/policy/v1/namespaces/kyma-system/poddisruptionbudgets/eventing-nats',
+    ]) {
+      expect(client.calls.some((c) => c.verb === 'apply' && c.path === path)).toBe(true);
+    }
+    const status = client.stored(NATS_REF)?.status as Nats['status'];
+    expect(status?.state).toBe('Error');
+    expect(JSON.stringify(status)).toContain('Service kyma-system/eventing-nats');
+    expect(JSON.stringify(status)).toContain('duplicate port name');
+  });
+
+  it('an aborted signal ends the reconcile at once, even inside a request that hangs', async () => {
+    const client = createFakeKubeClient();
+    const stored = client.put(natsObject({ finalizers: [NATS_FINALIZER] }));
+    client.intercept = (call) => (call.verb === 'apply' ? new Promise(() => undefined) : undefined);
+    const { deps } = setup(client, stored);
+    const abort = new AbortController();
+    const reconcile = new NatsReconciler(deps).reconcile(
+      'kyma-system',
+      'eventing-nats',
+      abort.signal,
+    );
+    await eventually('a hanging apply', () =>
+      Promise.resolve(client.calls.some((c) => c.verb === 'apply') ? true : undefined),
+    );
+    abort.abort(new Error('no longer leading'));
+    await expect(reconcile).rejects.toThrow('no longer leading');
+  });
+
+  it('a resource gone during its deletion (404) ends the reconcile, not as an error', async () => {
+    const client = createFakeKubeClient();
+    const stored = client.put(
+      natsObject({ finalizers: [NATS_FINALIZER], deletionTimestamp: new Date() }),
+    );
+    client.intercept = (call) =>
+      call.verb === 'status' || call.verb === 'patch'
+        ? Promise.reject(new KubeApiError('PUT', call.path, 404, {}))
+        : undefined;
+    const { deps } = setup(client, stored);
+    await expect(
+      new NatsReconciler(deps).reconcile('kyma-system', 'eventing-nats'),
+    ).resolves.toEqual({});
+  });
+});
+
+describe('the reconcile executor growing the volume claims', () => {
+  /** A cluster of one at 1Gi, reconciled; then its spec raised to 4Gi. */
+  async function grownCluster(client: FakeKubeClient): Promise<KubeObject> {
+    const stored = client.put(natsObject());
+    await new NatsReconciler(setup(client, stored).deps).reconcile('kyma-system', 'eventing-nats');
+    client.put({
+      apiVersion: 'v1',
+      kind: 'PersistentVolumeClaim',
+      metadata: { name: 'eventing-nats-js-pvc-eventing-nats-0', namespace: 'kyma-system' },
+      spec: { resources: { requests: { storage: '1Gi' } } },
+      status: { phase: 'Bound', capacity: { storage: '1Gi' } },
+    });
+    const current = client.stored(NATS_REF) ?? stored;
+    return client.put({
+      ...current,
+      spec: { cluster: { size: 1 }, jetStream: { fileStorage: { size: '4Gi' } } },
+    });
+  }
+
+  it('raises each claim before anything else, and leaves the StatefulSet for the next step', async () => {
+    const client = createFakeKubeClient();
+    const stored = await grownCluster(client);
+    const before = client.calls.length;
+    const { deps } = setup(client, stored);
+    await new NatsReconciler(deps).reconcile('kyma-system', 'eventing-nats');
+    const writes = client.calls.slice(before).filter((c) => c.verb !== 'get' && c.verb !== 'list');
+    expect(writes[0]).toMatchObject({
+      verb: 'patch',
+      path: '/api/v1/namespaces/kyma-system/persistentvolumeclaims/eventing-nats-js-pvc-eventing-nats-0',
+      body: { spec: { resources: { requests: { storage: '4Gi' } } } },
+    });
+    expect(writes.some((c) => c.path.includes('/statefulsets/'))).toBe(false);
+    const status = client.stored(NATS_REF)?.status as Nats['status'];
+    expect(status?.conditions?.find((c) => c.type === 'StatefulSet')?.message).toMatch(
+      /^Growing the volume claims to 4Gi: asking for 4Gi on 1 claim/,
+    );
+  });
+
+  it('a claim the API server refuses to grow: Warning, an event, the StatefulSet left alone', async () => {
+    const client = createFakeKubeClient();
+    const stored = await grownCluster(client);
+    client.intercept = (call) =>
+      call.verb === 'patch' && call.path.includes('/persistentvolumeclaims/')
+        ? Promise.reject(
+            new KubeApiError('PATCH', call.path, 403, {
+              message: 'only dynamically provisioned pvc can be resized',
+            }),
+          )
+        : undefined;
+    const before = client.calls.length;
+    const { deps, events } = setup(client, stored);
+    const result = await new NatsReconciler(deps).reconcile('kyma-system', 'eventing-nats');
+    const writes = client.calls.slice(before).filter((c) => c.verb !== 'get' && c.verb !== 'list');
+    // The fake keeps no managedFields, so the other children are applied again; never the
+    // StatefulSet.
+    expect(writes[0]?.verb).toBe('patch');
+    expect(writes.at(-1)?.verb).toBe('status');
+    expect(writes.some((c) => c.path.includes('/statefulsets/'))).toBe(false);
+    const status = client.stored(NATS_REF)?.status as Nats['status'];
+    expect(status?.state).toBe('Warning');
+    expect(status?.conditions?.find((c) => c.type === 'StatefulSet')?.message).toContain(
+      'the API server refused the new size (eventing-nats-js-pvc-eventing-nats-0: ',
+    );
+    expect(events.map((e) => e.reason)).toContain('StorageGrowthRefused');
+    expect(result.requeueAfterMs).toBe(SETTINGS.recheckMs);
+  });
+});
+
+describe('the controller', () => {
+  it('pause() (the Lease lost) aborts the reconciles in flight and resolves once they ended', async () => {
+    const client = createFakeKubeClient();
+    client.put(natsObject({ finalizers: [NATS_FINALIZER] }));
+    let signal: AbortSignal | undefined;
+    client.intercept = (call, callSignal) => {
+      if (call.verb !== 'apply') return undefined;
+      signal = callSignal;
+      return new Promise(() => undefined);
+    };
+    const controller = createNatsController({
+      client,
+      settings: SETTINGS,
+      log: silent,
+      record: () => Promise.resolve(),
+      checkCustomerData: () => Promise.resolve({ kind: 'none' }),
+      natsWatchNamespace: 'kyma-system',
+    });
+    try {
+      await controller.start();
+      controller.run();
+      await eventually('a reconcile in flight', () =>
+        Promise.resolve(signal !== undefined ? true : undefined),
+      );
+      expect(controller.queueStats().inFlight).toBe(1);
+      await controller.pause();
+      expect(signal?.aborted).toBe(true);
+      expect(controller.queueStats().inFlight).toBe(0);
+    } finally {
+      await controller.stop();
+    }
+  });
+});
