@@ -1,22 +1,61 @@
 // Builds the local control plane's binaries from the pinned Go modules in ./pins and caches them
 // by pin. There is no container runtime on the machines this runs on, so etcd, kube-apiserver,
-// kube-controller-manager and nats-server come from the Go module proxy, not from images.
+// kube-controller-manager and nats-server come from the Go module proxy, not from images; so do
+// the local node's kubelet, kube-scheduler, kube-proxy, containerd and CoreDNS, and the programs
+// inside the NATS pods' images.
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
-export type BinaryName = 'etcd' | 'kube-apiserver' | 'kube-controller-manager' | 'nats-server';
+export type BinaryName =
+  | 'etcd'
+  | 'kube-apiserver'
+  | 'kube-controller-manager'
+  | 'nats-server'
+  | NodeBinaryName
+  | ImageBinaryName;
+
+/** What the local node runs on the host. */
+export type NodeBinaryName =
+  | 'kubelet'
+  | 'kube-scheduler'
+  | 'kube-proxy'
+  | 'containerd'
+  | 'containerd-shim-runc-v2'
+  | 'ctr'
+  | 'coredns';
+
+/** What the local node's images hold, besides nats-server. */
+export type ImageBinaryName = 'nats-server-config-reloader' | 'prometheus-nats-exporter' | 'pause';
+
+export const NODE_BINARIES: readonly NodeBinaryName[] = [
+  'containerd',
+  'containerd-shim-runc-v2',
+  'ctr',
+  'kubelet',
+  'kube-scheduler',
+  'kube-proxy',
+  'coredns',
+];
+
+export const IMAGE_BINARIES: readonly (ImageBinaryName | 'nats-server')[] = [
+  'pause',
+  'nats-server',
+  'nats-server-config-reloader',
+  'prometheus-nats-exporter',
+];
 
 interface Recipe {
   /** Folder under ./pins holding the go.mod and go.sum that pin it. */
   readonly pin: string;
-  /** The module whose version names the binary. */
-  readonly module: string;
+  /** The module whose version names the binary; none for a program of the pin folder itself. */
+  readonly module?: string;
   readonly pkg: string;
   readonly ldflags: (version: string) => string[];
+  readonly tags?: readonly string[];
 }
 
 // Without these stamps the binaries report v0.0.0, and clients that check versions balk.
@@ -28,6 +67,43 @@ function kubernetesVersionStamp(version: string): string[] {
     `-X ${pkg}.gitMinor=${minor ?? ''}`,
     `-X ${pkg}.gitTreeState=clean`,
   ]);
+}
+
+// containerd without the snapshotters and storage drivers the node does not use, and pure Go so
+// that it needs no C toolchain; the shim also without its gRPC server (it speaks ttrpc).
+const CONTAINERD_TAGS = [
+  'no_btrfs',
+  'no_devmapper',
+  'no_zfs',
+  'urfave_cli_no_docs',
+  'osusergo',
+  'netgo',
+];
+
+function containerdVersionStamp(version: string): string[] {
+  return [
+    `-X github.com/containerd/containerd/v2/version.Version=${version}`,
+    '-X github.com/containerd/containerd/v2/version.Package=github.com/containerd/containerd/v2',
+  ];
+}
+
+function kubernetesNode(command: string): Recipe {
+  return {
+    pin: 'kubernetes-node',
+    module: 'k8s.io/kubernetes',
+    pkg: `k8s.io/kubernetes/cmd/${command}`,
+    ldflags: kubernetesVersionStamp,
+  };
+}
+
+function containerd(command: string, tags: readonly string[] = CONTAINERD_TAGS): Recipe {
+  return {
+    pin: 'containerd',
+    module: 'github.com/containerd/containerd/v2',
+    pkg: `github.com/containerd/containerd/v2/cmd/${command}`,
+    ldflags: containerdVersionStamp,
+    tags,
+  };
 }
 
 const RECIPES: Record<BinaryName, Recipe> = {
@@ -55,6 +131,31 @@ const RECIPES: Record<BinaryName, Recipe> = {
     pkg: 'github.com/nats-io/nats-server/v2',
     ldflags: () => [],
   },
+  kubelet: kubernetesNode('kubelet'),
+  'kube-scheduler': kubernetesNode('kube-scheduler'),
+  'kube-proxy': kubernetesNode('kube-proxy'),
+  containerd: containerd('containerd'),
+  'containerd-shim-runc-v2': containerd('containerd-shim-runc-v2', [...CONTAINERD_TAGS, 'no_grpc']),
+  ctr: containerd('ctr'),
+  coredns: {
+    pin: 'coredns',
+    module: 'github.com/coredns/coredns',
+    pkg: 'localplane/coredns',
+    ldflags: () => [],
+  },
+  'nats-server-config-reloader': {
+    pin: 'nats-reloader',
+    module: 'github.com/nats-io/nack',
+    pkg: 'github.com/nats-io/nack/cmd/nats-server-config-reloader',
+    ldflags: () => [],
+  },
+  'prometheus-nats-exporter': {
+    pin: 'nats-exporter',
+    module: 'github.com/nats-io/prometheus-nats-exporter',
+    pkg: 'github.com/nats-io/prometheus-nats-exporter',
+    ldflags: (version) => [`-X main.version=${version.replace(/^v/, '')}`],
+  },
+  pause: { pin: 'pause', pkg: 'localplane/pause', ldflags: () => [] },
 };
 
 const PINS_DIR = join(dirname(fileURLToPath(import.meta.url)), 'pins');
@@ -74,17 +175,26 @@ export interface PinnedBinary {
 export function pinnedBinary(name: BinaryName): PinnedBinary {
   const recipe = RECIPES[name];
   const goMod = readFileSync(join(PINS_DIR, recipe.pin, 'go.mod'), 'utf8');
-  const goSum = readFileSync(join(PINS_DIR, recipe.pin, 'go.sum'), 'utf8');
-  const required = new RegExp(
-    `^\\s*(?:require\\s+)?${recipe.module.replaceAll('.', '\\.')}\\s+(v\\S+)`,
-    'm',
-  );
-  const version = required.exec(goMod)?.[1];
-  if (version === undefined) {
-    throw new Error(`pins/${recipe.pin}/go.mod does not require ${recipe.module}`);
+  const pinFiles = readdirSync(join(PINS_DIR, recipe.pin))
+    .filter((file) => file !== 'go.mod')
+    .sort();
+  let version = 'v0';
+  if (recipe.module !== undefined) {
+    const required = new RegExp(
+      `^\\s*(?:require\\s+)?${recipe.module.replaceAll('.', '\\.')}\\s+(v\\S+)`,
+      'm',
+    );
+    const pinned = required.exec(goMod)?.[1];
+    if (pinned === undefined) {
+      throw new Error(`pins/${recipe.pin}/go.mod does not require ${recipe.module}`);
+    }
+    version = pinned;
   }
-  // The hash makes any edit of a pin (a replace, a go.sum line) a new cache entry.
-  const pinHash = createHash('sha256').update(goMod).update(goSum).digest('hex').slice(0, 10);
+  // The hash makes any edit of a pin (a replace, a go.sum line, its own main.go) a new cache
+  // entry. go.mod first, then go.sum: the hash of a pin of go.mod and go.sum alone stays as it was.
+  const hash = createHash('sha256').update(goMod);
+  for (const file of pinFiles) hash.update(readFileSync(join(PINS_DIR, recipe.pin, file)));
+  const pinHash = hash.digest('hex').slice(0, 10);
   const path = join(cacheRoot(), 'bin', `${name}-${version}-${pinHash}`, name);
   return { name, version, path };
 }
@@ -115,6 +225,7 @@ async function build(binary: PinnedBinary, log: Log): Promise<void> {
     '-trimpath',
     '-v',
     `-ldflags=${ldflags}`,
+    ...(recipe.tags === undefined ? [] : [`-tags=${recipe.tags.join(',')}`]),
     '-o',
     partial,
     recipe.pkg,

@@ -1,14 +1,12 @@
 // A real Kubernetes control plane on loopback: etcd, kube-apiserver and kube-controller-manager
 // as local processes (the way envtest does it). Used by `npm start` when no cluster is
-// configured, and by the integration and end-to-end tests. Pods are created but never run:
-// there is no kubelet.
-import { spawn } from 'node:child_process';
+// configured, and by the integration and end-to-end tests. Without nodes, pods are created but
+// never run; with `node: true` real worker nodes join, one per zone (node.ts), and they do.
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { request } from 'node:https';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import {
   createCertificateAuthority,
@@ -16,9 +14,29 @@ import {
   issueCertificate,
   type KeyPair,
 } from '../../certs/x509.ts';
-import { ensureBinaries, type Log } from './binaries.ts';
+import { ensureBinaries, NODE_BINARIES, type Log } from './binaries.ts';
+import {
+  cleanupHost,
+  lockNode,
+  NodeUnavailableError,
+  nodeUnavailableReason,
+  readSnapshot,
+  unlockNode,
+} from './host.ts';
+import { httpGet, httpsGet, type TlsClient } from './http.ts';
+import { ensureImages, type BuiltImage } from './images.ts';
+import {
+  conflictingRoutes,
+  kubeletClientPair,
+  NODE_NETWORK,
+  nodeApiServerArgs,
+  startNode,
+  type LocalNode,
+  type NodeContext,
+  type RunningNode,
+} from './node.ts';
 import { kubeconfigYaml } from './kubeconfig.ts';
-import { logTail, startProcess, stopProcess, type PlaneProcess } from './processes.ts';
+import { startProcess, stopProcess, waitUntil, type PlaneProcess } from './processes.ts';
 import { signalGroup } from './reaper.ts';
 
 export interface LocalPlane {
@@ -29,6 +47,8 @@ export interface LocalPlane {
   /** The CA that signs the serving and client certificates, for clients outside kubeconfig. */
   readonly ca: KeyPair;
   readonly admin: KeyPair;
+  /** The worker nodes and what they share, when the plane was started with them. */
+  readonly node?: LocalNode;
   /**
    * Stops kube-apiserver (SIGTERM) and starts it again on the same port and etcd, resolving once
    * it is ready: what a watch meets when a real cluster's API server is upgraded or crashes.
@@ -50,6 +70,36 @@ export interface LocalPlaneOptions {
    * API server to see what the manager makes of it is fair game.
    */
   readonly restartOnExit?: boolean;
+  /**
+   * Start real worker nodes, one per zone of three (kubelets and containerds; kube-scheduler,
+   * kube-proxy, CoreDNS, local volumes and the NATS images shared). Throws NodeUnavailableError,
+   * before starting anything, when this host cannot run them (not root, no overlayfs, unusable
+   * cgroups, another plane's nodes running). 'auto': nodes where the host can run them, else
+   * none; the log says which and why.
+   */
+  readonly node?: boolean | 'auto';
+  /** More images for the nodes' containerd beside the NATS ones (e.g. the manager's own). */
+  readonly extraImages?: readonly BuiltImage[];
+}
+
+export { NodeUnavailableError } from './host.ts';
+
+/** Why a node cannot start here, or undefined: the checks startLocalPlane makes first. */
+export function localNodeUnavailableReason(): string | undefined {
+  const reason = nodeUnavailableReason();
+  if (reason !== undefined) return reason;
+  const routes = spawnSync('ip', ['-4', 'route', 'show', 'table', 'all'], {
+    encoding: 'utf8',
+    timeout: 5_000,
+  });
+  // Routes of a running plane's own bridge are that plane's: the node lock names it.
+  const conflicts = conflictingRoutes(
+    routes.stdout.split('\n').filter((route) => !route.includes(` dev ${NODE_NETWORK.bridge} `)),
+  );
+  if (conflicts.length > 0) {
+    return `the node's pod range ${NODE_NETWORK.podCidr} or service range ${NODE_NETWORK.serviceCidr} overlaps routes of this host: ${conflicts.join('; ')}`;
+  }
+  return undefined;
 }
 
 const RESTART_DELAY_MS = 1_000;
@@ -61,8 +111,6 @@ export const DEFAULT_CONTROLLERS = [
   'serviceaccount',
   'serviceaccount-token',
 ] as const;
-
-const READY_TIMEOUT_MS = 90_000;
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -79,61 +127,17 @@ export async function freePort(): Promise<number> {
   });
 }
 
-interface TlsClient {
-  readonly ca?: string;
-  readonly cert?: string;
-  readonly key?: string;
-}
-
-async function httpsGet(url: string, tls: TlsClient): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      url,
-      { ...tls, rejectUnauthorized: tls.ca !== undefined, timeout: 2_000 },
-      (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (chunk: string) => (body += chunk));
-        res.on('end', () => {
-          resolve({ status: res.statusCode ?? 0, body });
-        });
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-    req.end();
-  });
-}
-
-async function waitFor(
-  proc: PlaneProcess,
-  what: string,
-  check: () => Promise<boolean>,
-): Promise<void> {
-  const deadline = Date.now() + READY_TIMEOUT_MS;
-  let lastError = '';
-  while (Date.now() < deadline) {
-    if (proc.exited()) {
-      throw new Error(`${proc.name} exited before ${what}; its log ends with:\n${logTail(proc)}`);
-    }
-    try {
-      if (await check()) return;
-    } catch (error) {
-      lastError = error instanceof Error ? error.message : String(error);
-    }
-    await sleep(200);
-  }
-  throw new Error(
-    `timed out waiting for ${what} (${lastError}); ${proc.name} log:\n${logTail(proc)}`,
-  );
-}
-
-function writePki(dir: string): { ca: KeyPair; admin: KeyPair; kcm: KeyPair } {
+function writePki(dir: string): {
+  ca: KeyPair;
+  admin: KeyPair;
+  kcm: KeyPair;
+  kubeletClient: KeyPair;
+} {
   const ca = createCertificateAuthority('nats-manager-localplane-ca', 365);
   const serving = issueCertificate(ca, {
     commonName: 'kube-apiserver',
     dnsNames: ['localhost', 'kubernetes', 'kubernetes.default', 'kubernetes.default.svc'],
-    ipAddresses: ['127.0.0.1', '10.0.0.1'],
+    ipAddresses: ['127.0.0.1', '10.0.0.1', NODE_NETWORK.kubernetesServiceIp, NODE_NETWORK.gateway],
     usage: 'server',
     validDays: 365,
   });
@@ -149,6 +153,7 @@ function writePki(dir: string): { ca: KeyPair; admin: KeyPair; kcm: KeyPair } {
     usage: 'client',
     validDays: 365,
   });
+  const kubeletClient = kubeletClientPair(ca);
   const sa = createSigningKeyPair();
   const files: Record<string, string> = {
     'ca.crt': ca.certPem,
@@ -157,11 +162,13 @@ function writePki(dir: string): { ca: KeyPair; admin: KeyPair; kcm: KeyPair } {
     'apiserver.key': serving.keyPem,
     'sa.key': sa.privateKeyPem,
     'sa.pub': sa.publicKeyPem,
+    'kubelet-client.crt': kubeletClient.certPem,
+    'kubelet-client.key': kubeletClient.keyPem,
   };
   for (const [name, content] of Object.entries(files)) {
     writeFileSync(join(dir, 'pki', name), content, { mode: 0o600 });
   }
-  return { ca, admin, kcm };
+  return { ca, admin, kcm, kubeletClient };
 }
 
 function startReaper(dir: string): void {
@@ -173,30 +180,206 @@ function startReaper(dir: string): void {
   reaper.unref();
 }
 
+/**
+ * Whether nodes are asked for and this host can run them: `true` insists (NodeUnavailableError
+ * before anything starts), 'auto' goes on without them and says why.
+ */
+function nodeWanted(options: LocalPlaneOptions, log: Log): boolean {
+  if (options.node !== true && options.node !== 'auto') return false;
+  const reason = localNodeUnavailableReason();
+  if (reason === undefined) return true;
+  if (options.node === true) throw new NodeUnavailableError(`no local node: ${reason}`);
+  log(`starting without a node, so pods will not run: ${reason}`);
+  return false;
+}
+
+/**
+ * Takes the host's node lock for the plane in `dir`. When another plane holds it, 'auto' goes on
+ * without nodes; otherwise the directory is removed and the error thrown.
+ */
+function lockNodeOrGoWithout(dir: string, options: LocalPlaneOptions, log: Log): boolean {
+  try {
+    lockNode(dir);
+    return true;
+  } catch (error) {
+    if (options.node === true || !(error instanceof NodeUnavailableError)) {
+      rmSync(dir, { recursive: true, force: true });
+      throw error;
+    }
+    log(`starting without a node, so pods will not run: ${error.message}`);
+    return false;
+  }
+}
+
+/** The nodes' binaries and images, built or taken from the cache. */
+async function ensureNodeParts(log: Log): Promise<Pick<NodeContext, 'bins' | 'images'>> {
+  const bins = await ensureBinaries(NODE_BINARIES, log);
+  const images = await ensureImages(log);
+  return { bins, images };
+}
+
+function pkiPath(dir: string, name: string): string {
+  return join(dir, 'pki', name);
+}
+
+function etcdArgs(dir: string, etcdUrl: string, peerPort: number): string[] {
+  const peerUrl = `http://127.0.0.1:${String(peerPort)}`;
+  return [
+    `--data-dir=${join(dir, 'etcd')}`,
+    `--listen-client-urls=${etcdUrl}`,
+    `--advertise-client-urls=${etcdUrl}`,
+    `--listen-peer-urls=${peerUrl}`,
+    `--initial-advertise-peer-urls=${peerUrl}`,
+    `--initial-cluster=default=${peerUrl}`,
+    '--unsafe-no-fsync',
+    '--log-level=warn',
+  ];
+}
+
+function apiServerArgs(dir: string, etcdUrl: string, port: number, withNode: boolean): string[] {
+  return [
+    `--etcd-servers=${etcdUrl}`,
+    '--bind-address=127.0.0.1',
+    '--advertise-address=127.0.0.1',
+    `--secure-port=${String(port)}`,
+    `--cert-dir=${join(dir, 'pki')}`,
+    `--tls-cert-file=${pkiPath(dir, 'apiserver.crt')}`,
+    `--tls-private-key-file=${pkiPath(dir, 'apiserver.key')}`,
+    `--client-ca-file=${pkiPath(dir, 'ca.crt')}`,
+    `--service-cluster-ip-range=${withNode ? NODE_NETWORK.serviceCidr : '10.0.0.0/24'}`,
+    '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
+    `--service-account-key-file=${pkiPath(dir, 'sa.pub')}`,
+    `--service-account-signing-key-file=${pkiPath(dir, 'sa.key')}`,
+    ...(withNode
+      ? nodeApiServerArgs(pkiPath(dir, 'kubelet-client.crt'), pkiPath(dir, 'kubelet-client.key'))
+      : ['--authorization-mode=RBAC']),
+    '--allow-privileged=true',
+    '--endpoint-reconciler-type=none',
+    '--v=1',
+  ];
+}
+
+/** A process of the plane in its slot, started again on purpose or by supervision. */
+interface SupervisedProcess {
+  current(): PlaneProcess;
+  startAgain(): Promise<void>;
+}
+
+type RunProcess = (
+  start: () => PlaneProcess,
+  ready: (proc: PlaneProcess) => Promise<void>,
+) => Promise<SupervisedProcess>;
+
+/** What kube-controller-manager is started with, on a plane whose API server is ready. */
+interface ControllerManagerSetup {
+  readonly dir: string;
+  readonly binary: string;
+  readonly server: string;
+  readonly ca: KeyPair;
+  /** Its client certificate, named for the bootstrap RBAC policy's user. */
+  readonly client: KeyPair;
+  readonly adminTls: TlsClient;
+  readonly port: number;
+  readonly controllers: readonly string[];
+  /** Nodes join: it signs their certificates. */
+  readonly withNode: boolean;
+  readonly run: RunProcess;
+}
+
+function controllerManagerArgs(setup: ControllerManagerSetup, kubeconfig: string): string[] {
+  const { dir } = setup;
+  return [
+    `--kubeconfig=${kubeconfig}`,
+    '--leader-elect=false',
+    '--bind-address=127.0.0.1',
+    `--secure-port=${String(setup.port)}`,
+    `--cert-dir=${join(dir, 'pki')}`,
+    `--controllers=${setup.controllers.join(',')}`,
+    // Each controller acts as its own service account, as in a real cluster: admission
+    // webhooks that tell identities apart can only be tested truthfully this way.
+    '--use-service-account-credentials',
+    `--service-account-private-key-file=${pkiPath(dir, 'sa.key')}`,
+    `--root-ca-file=${pkiPath(dir, 'ca.crt')}`,
+    ...(setup.withNode
+      ? [
+          `--cluster-signing-cert-file=${pkiPath(dir, 'ca.crt')}`,
+          `--cluster-signing-key-file=${pkiPath(dir, 'ca.key')}`,
+        ]
+      : []),
+    '--v=1',
+  ];
+}
+
+/** Starts kube-controller-manager and waits until it is healthy and, if it runs, serving accounts. */
+async function startControllerManager(setup: ControllerManagerSetup): Promise<void> {
+  const kubeconfig = join(setup.dir, 'kube-controller-manager.kubeconfig');
+  writeFileSync(
+    kubeconfig,
+    kubeconfigYaml(setup.server, setup.ca.certPem, 'kube-controller-manager', setup.client),
+    { mode: 0o600 },
+  );
+  const args = controllerManagerArgs(setup, kubeconfig);
+  const start = (): PlaneProcess =>
+    startProcess(setup.dir, 'kube-controller-manager', setup.binary, args);
+  const waitForHealthz = (proc: PlaneProcess): Promise<void> =>
+    waitUntil(proc, 'kube-controller-manager /healthz', async () => {
+      return (await httpsGet(`https://127.0.0.1:${String(setup.port)}/healthz`, {})).status === 200;
+    });
+  const kcm = await setup.run(start, waitForHealthz);
+  if (!setup.controllers.includes('serviceaccount')) return;
+  // The default service account in `default` shows the controllers are really working.
+  await waitUntil(kcm.current(), 'the default service account', async () => {
+    const res = await httpsGet(
+      `${setup.server}/api/v1/namespaces/default/serviceaccounts/default`,
+      setup.adminTls,
+    );
+    return res.status === 200;
+  });
+}
+
 export async function startLocalPlane(options: LocalPlaneOptions = {}): Promise<LocalPlane> {
   const log = options.log ?? ((line: string) => process.stderr.write(`[localplane] ${line}\n`));
-  const controllers = options.controllers ?? DEFAULT_CONTROLLERS;
+  const wanted = nodeWanted(options, log);
   const bins = await ensureBinaries(['etcd', 'kube-apiserver', 'kube-controller-manager'], log);
+  // Built before anything starts, so a first run does not hold half a plane while compiling.
+  const nodeParts = wanted ? await ensureNodeParts(log) : undefined;
 
   const dir = mkdtempSync(join(tmpdir(), 'nats-manager-plane-'));
   for (const sub of ['pki', 'logs', 'etcd']) mkdirSync(join(dir, sub));
   startReaper(dir);
+  const withNode = wanted && lockNodeOrGoWithout(dir, options, log);
+  // A node cluster runs every controller a real one does (endpointslice, PV binder, ...).
+  const controllers = options.controllers ?? (withNode ? ['*'] : DEFAULT_CONTROLLERS);
+  if (withNode) {
+    log(
+      'starting with a local node (kubelet, containerd, kube-scheduler, kube-proxy, CoreDNS): pods will run',
+    );
+  }
   const processes: PlaneProcess[] = [];
+  let runningNode: RunningNode | undefined;
   let stopped = false;
   const stop = async (): Promise<void> => {
     if (stopped) return;
     stopped = true;
     process.off('exit', killOnExit);
+    await runningNode?.stop();
+    unlockNode(dir);
     for (const proc of [...processes].reverse()) {
       stoppedOnPurpose.add(proc);
       await stopProcess(proc, 10_000);
     }
+    // Also after a node that failed half way: mounts must go before the directory does.
+    const snapshot = readSnapshot(dir);
+    if (snapshot !== undefined) cleanupHost(snapshot);
     if (options.keepDir !== true) rmSync(dir, { recursive: true, force: true });
   };
   // Last resort when the owner exits without stop(); the reaper covers kill -9.
   const killOnExit = (): void => {
     for (const proc of processes)
       if (proc.child.pid !== undefined) signalGroup(proc.child.pid, 'SIGKILL');
+    const snapshot = readSnapshot(dir);
+    if (snapshot !== undefined) cleanupHost(snapshot);
+    unlockNode(dir);
     rmSync(dir, { recursive: true, force: true });
   };
   process.on('exit', killOnExit);
@@ -230,10 +413,7 @@ export async function startLocalPlane(options: LocalPlaneOptions = {}): Promise<
   };
 
   /** Starts a process into its slot, waits until it is ready; supervised if asked. */
-  const run = async (
-    start: () => PlaneProcess,
-    ready: (proc: PlaneProcess) => Promise<void>,
-  ): Promise<{ current: () => PlaneProcess; startAgain: () => Promise<void> }> => {
+  const run: RunProcess = async (start, ready) => {
     let proc = start();
     const startAgain = async (): Promise<void> => {
       const next = start();
@@ -256,48 +436,21 @@ export async function startLocalPlane(options: LocalPlaneOptions = {}): Promise<
     ]);
     const etcdUrl = `http://127.0.0.1:${String(etcdPort)}`;
     const startEtcd = (): PlaneProcess =>
-      startProcess(dir, 'etcd', bins.etcd, [
-        `--data-dir=${join(dir, 'etcd')}`,
-        `--listen-client-urls=${etcdUrl}`,
-        `--advertise-client-urls=${etcdUrl}`,
-        `--listen-peer-urls=http://127.0.0.1:${String(etcdPeerPort)}`,
-        `--initial-advertise-peer-urls=http://127.0.0.1:${String(etcdPeerPort)}`,
-        `--initial-cluster=default=http://127.0.0.1:${String(etcdPeerPort)}`,
-        '--unsafe-no-fsync',
-        '--log-level=warn',
-      ]);
+      startProcess(dir, 'etcd', bins.etcd, etcdArgs(dir, etcdUrl, etcdPeerPort));
     const waitForEtcd = (proc: PlaneProcess): Promise<void> =>
-      waitFor(proc, 'etcd health', async () => {
-        const res = await fetch(`${etcdUrl}/health`);
-        return res.ok && (await res.text()).includes('"health":"true"');
+      waitUntil(proc, 'etcd health', async () => {
+        const res = await httpGet(`${etcdUrl}/health`);
+        return res.status === 200 && res.body.includes('"health":"true"');
       });
     await run(startEtcd, waitForEtcd);
 
-    const pkiPath = (name: string): string => join(dir, 'pki', name);
     const server = `https://127.0.0.1:${String(apiPort)}`;
-    const apiserverArgs = [
-      `--etcd-servers=${etcdUrl}`,
-      '--bind-address=127.0.0.1',
-      '--advertise-address=127.0.0.1',
-      `--secure-port=${String(apiPort)}`,
-      `--cert-dir=${join(dir, 'pki')}`,
-      `--tls-cert-file=${pkiPath('apiserver.crt')}`,
-      `--tls-private-key-file=${pkiPath('apiserver.key')}`,
-      `--client-ca-file=${pkiPath('ca.crt')}`,
-      '--service-cluster-ip-range=10.0.0.0/24',
-      '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
-      `--service-account-key-file=${pkiPath('sa.pub')}`,
-      `--service-account-signing-key-file=${pkiPath('sa.key')}`,
-      '--authorization-mode=RBAC',
-      '--allow-privileged=true',
-      '--endpoint-reconciler-type=none',
-      '--v=1',
-    ];
+    const apiserverArgs = apiServerArgs(dir, etcdUrl, apiPort, withNode);
     const adminTls = { ca: pki.ca.certPem, cert: pki.admin.certPem, key: pki.admin.keyPem };
     const startApiServer = (): PlaneProcess =>
       startProcess(dir, 'kube-apiserver', bins['kube-apiserver'], apiserverArgs);
     const waitForApiServer = (proc: PlaneProcess): Promise<void> =>
-      waitFor(proc, 'kube-apiserver /readyz', async () => {
+      waitUntil(proc, 'kube-apiserver /readyz', async () => {
         return (await httpsGet(`${server}/readyz`, adminTls)).status === 200;
       });
     const apiserver = await run(startApiServer, waitForApiServer);
@@ -315,46 +468,30 @@ export async function startLocalPlane(options: LocalPlaneOptions = {}): Promise<
     });
 
     if (controllers.length > 0) {
-      const kcmKubeconfig = join(dir, 'kube-controller-manager.kubeconfig');
-      writeFileSync(
-        kcmKubeconfig,
-        kubeconfigYaml(server, pki.ca.certPem, 'kube-controller-manager', pki.kcm),
-        {
-          mode: 0o600,
-        },
-      );
-      const startKcm = (): PlaneProcess =>
-        startProcess(dir, 'kube-controller-manager', bins['kube-controller-manager'], [
-          `--kubeconfig=${kcmKubeconfig}`,
-          '--leader-elect=false',
-          '--bind-address=127.0.0.1',
-          `--secure-port=${String(kcmPort)}`,
-          `--cert-dir=${join(dir, 'pki')}`,
-          `--controllers=${controllers.join(',')}`,
-          // Each controller acts as its own service account, as in a real cluster: admission
-          // webhooks that tell identities apart can only be tested truthfully this way.
-          '--use-service-account-credentials',
-          `--service-account-private-key-file=${pkiPath('sa.key')}`,
-          `--root-ca-file=${pkiPath('ca.crt')}`,
-          '--v=1',
-        ]);
-      const waitForKcm = (proc: PlaneProcess): Promise<void> =>
-        waitFor(proc, 'kube-controller-manager /healthz', async () => {
-          return (
-            (await httpsGet(`https://127.0.0.1:${String(kcmPort)}/healthz`, {})).status === 200
-          );
-        });
-      const kcm = await run(startKcm, waitForKcm);
-      if (controllers.includes('serviceaccount')) {
-        // The default service account in `default` shows the controllers are really working.
-        await waitFor(kcm.current(), 'the default service account', async () => {
-          const res = await httpsGet(
-            `${server}/api/v1/namespaces/default/serviceaccounts/default`,
-            adminTls,
-          );
-          return res.status === 200;
-        });
-      }
+      await startControllerManager({
+        dir,
+        binary: bins['kube-controller-manager'],
+        server,
+        ca: pki.ca,
+        client: pki.kcm,
+        adminTls,
+        port: kcmPort,
+        controllers,
+        withNode,
+        run,
+      });
+    }
+    if (withNode && nodeParts !== undefined) {
+      runningNode = await startNode({
+        dir,
+        server,
+        ca: pki.ca,
+        admin: pki.admin,
+        log,
+        ...nodeParts,
+        images: [...nodeParts.images, ...(options.extraImages ?? [])],
+        freePort,
+      });
     }
     return {
       dir,
@@ -362,6 +499,7 @@ export async function startLocalPlane(options: LocalPlaneOptions = {}): Promise<
       server,
       ca: pki.ca,
       admin: pki.admin,
+      ...(runningNode === undefined ? {} : { node: runningNode.info }),
       restartApiServer,
       stop,
     };

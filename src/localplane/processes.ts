@@ -48,3 +48,31 @@ export async function stopProcess(proc: PlaneProcess, graceMs: number): Promise<
   const killDeadline = Date.now() + 5_000;
   while (!proc.exited() && Date.now() < killDeadline) await sleep(20);
 }
+
+/** How long a part of the plane may take to become ready. */
+export const READY_TIMEOUT_MS = 90_000;
+
+/** Polls `check` until it holds; fails early, with the log's tail, if the process exits. */
+export async function waitUntil(
+  proc: PlaneProcess,
+  what: string,
+  check: () => Promise<boolean>,
+  timeoutMs = READY_TIMEOUT_MS,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError = '';
+  while (Date.now() < deadline) {
+    if (proc.exited()) {
+      throw new Error(`${proc.name} exited before ${what}; its log ends with:\n${logTail(proc)}`);
+    }
+    try {
+      if (await check()) return;
+    } catch (error) {
+      lastError = error instanceof Error ? error.message : String(error);
+    }
+    await sleep(200);
+  }
+  throw new Error(
+    `timed out waiting for ${what} (${lastError}); ${proc.name} log:\n${logTail(proc)}`,
+  );
+}

@@ -4,10 +4,12 @@
 //
 // Usage: node reaper.ts <owner-pid> <plane-dir>. The plane dir's `pids` file lists the process
 // groups to end, one pid per line. The reaper leaves quietly once the plane dir is gone, which is
-// what an orderly stop does.
+// what an orderly stop does. A plane with a node also has its host changes undone (host.ts)
+// before the directory goes: mounts under it must be gone first.
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { cleanupHost, readSnapshot, unlockNode } from './host.ts';
 
 const POLL_MS = 500;
 const GRACE_MS = 3_000;
@@ -50,6 +52,9 @@ async function reap(planeDir: string): Promise<void> {
   const deadline = Date.now() + GRACE_MS;
   while (pids.some(isAlive) && Date.now() < deadline) await sleep(100);
   for (const pid of pids) signalGroup(pid, 'SIGKILL');
+  const snapshot = readSnapshot(planeDir);
+  if (snapshot !== undefined) cleanupHost(snapshot);
+  unlockNode(planeDir);
   rmSync(planeDir, { recursive: true, force: true });
 }
 

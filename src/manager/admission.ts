@@ -2,7 +2,6 @@
 // keeps, or from mounted files), the HTTPS webhook server, and the CA bundle in the webhook
 // configurations, re-published after every rotation.
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { KubeConfig } from '@kubernetes/client-node';
 import { injectCaBundle } from '../../certs/ca-bundle.ts';
 import { startFileCertificateSource } from '../../certs/file-source.ts';
 import { servingNames } from '../../certs/plan.ts';
@@ -18,14 +17,23 @@ import {
   type AdmissionAppDeps,
   type AdmissionConfig,
 } from '../../webhooks/server.ts';
-import { applyObject } from '../kube/api.ts';
-import type { ManagerConfig } from './config.ts';
-import type { Logger } from './log.ts';
+import type { StreamLookup } from '../../webhooks/scale-down-check.ts';
 import {
-  MUTATING_CONFIGURATION,
-  VALIDATING_CONFIGURATION,
+  usesDefaultClass,
+  type ClaimStorageClass,
+  type StorageClassLookup,
+} from '../../webhooks/storage-growth-check.ts';
+import { collectionPath } from '../kube/resources.ts';
+import type { KubeClient } from '../kube/client.ts';
+import { observeCluster } from '../nats/peers.ts';
+import { clientUrl, objectNames } from '../render/names.ts';
+import { systemAccountPasswordFrom } from '../render/secret.ts';
+import type { ManagerConfig } from './config.ts';
+import type { Logger } from '../base/log.ts';
+import {
   desiredWebhookConfigurations,
   loadWebhookConfigurations,
+  type WebhookConfiguration,
 } from './webhook-configurations.ts';
 
 export interface Admission {
@@ -35,28 +43,163 @@ export interface Admission {
 }
 
 export interface AdmissionOptions {
-  readonly kc: KubeConfig;
+  readonly client: KubeClient;
   /** extraManagerUsernames: who the manager writes as besides its service account (off-cluster). */
-  readonly config: ManagerConfig & Pick<AdmissionConfig, 'extraManagerUsernames'>;
+  readonly config: ManagerConfig & Pick<AdmissionConfig, 'extraManagerUsernames' | 'provider'>;
   readonly log: Logger;
   /**
    * Off-cluster (the embedded plane) the API server reaches the webhooks by url on loopback, and
    * the manager installs the configurations itself. In a cluster they come from deploy/ and the
-   * manager only writes their CA bundle.
+   * manager writes their CA bundle, or creates them again from deploy/ when they were deleted.
    */
   readonly offCluster: boolean;
   readonly onAdmission?: AdmissionAppDeps['onAdmission'];
+  /**
+   * Told after every attempt to put the configurations in place which of them (`Kind/name`) are
+   * missing or stale because the manager could not write them; empty once all are in place.
+   */
+  readonly onConfigurationsMissing?: (missing: readonly string[]) => void;
+}
+
+/**
+ * The streams of a NATS resource's cluster, asked through its system account (the password from
+ * its Secret) within the budget, for the scale-down check of the validating webhook.
+ */
+function liveStreams(client: KubeClient, clusterDomain: string): StreamLookup {
+  return async (nats, budgetMs) => {
+    const started = performance.now();
+    const names = objectNames(nats.name);
+    const secret = await client.get(
+      { apiVersion: 'v1', kind: 'Secret', namespace: nats.namespace, name: names.secret },
+      { signal: AbortSignal.timeout(budgetMs) },
+    );
+    const password = systemAccountPasswordFrom(secret);
+    if (password === undefined)
+      return { ok: false, error: `no password in Secret ${names.secret}` };
+    const left = Math.max(1, Math.round(budgetMs - (performance.now() - started)));
+    const url = clientUrl(names, nats.namespace, clusterDomain);
+    const asked = await observeCluster({ url, password, timeoutMs: left }, 64);
+    return asked.ok ? { ok: true, value: asked.value.streams } : asked;
+  };
+}
+
+const DEFAULT_CLASS_ANNOTATIONS = [
+  'storageclass.kubernetes.io/is-default-class',
+  'storageclass.beta.kubernetes.io/is-default-class',
+];
+
+interface StorageClassView {
+  metadata: { name?: string; annotations?: Record<string, string> };
+  allowVolumeExpansion?: boolean;
+}
+
+interface ClaimView {
+  metadata: { deletionTimestamp?: string };
+  spec?: { storageClassName?: string };
+}
+
+/**
+ * The StorageClass(es) the NATS resource's claims use, for the growth check of the validating
+ * webhook: the claims' own (set when they were made, the default class included), or where
+ * there are none yet the spec's class or the cluster's default, the way a new claim gets one.
+ */
+function liveStorageClasses(client: KubeClient): StorageClassLookup {
+  return async (growth, budgetMs) => {
+    const signal = AbortSignal.timeout(budgetMs);
+    const selector = Object.entries(growth.selector)
+      .map(([key, value]) => `${key}=${value}`)
+      .join(',');
+    const claims = await client.list<ClaimView>(
+      collectionPath('v1', 'PersistentVolumeClaim', growth.namespace),
+      { labelSelector: selector, signal },
+    );
+    const claimClasses = new Set(
+      (claims.items ?? [])
+        .filter((claim) => claim.metadata.deletionTimestamp === undefined)
+        .map((claim) => claim.spec?.storageClassName ?? ''),
+    );
+    const named: { name: string | undefined; from: ClaimStorageClass['from'] }[] =
+      claimClasses.size > 0
+        ? [...claimClasses].map((name) => ({
+            name: name === '' ? undefined : name,
+            from: 'the volume claims' as const,
+          }))
+        : usesDefaultClass(growth)
+          ? [{ name: await defaultClass(client, signal), from: 'the cluster default' as const }]
+          : [{ name: growth.storageClassName, from: 'the spec' as const }];
+    const classes: ClaimStorageClass[] = [];
+    for (const { name, from } of named) {
+      const sc =
+        name === undefined
+          ? undefined
+          : await client.get<StorageClassView>(
+              { apiVersion: 'storage.k8s.io/v1', kind: 'StorageClass', name },
+              { signal },
+            );
+      classes.push({
+        name,
+        from,
+        allowVolumeExpansion: sc === undefined ? undefined : sc.allowVolumeExpansion === true,
+      });
+    }
+    return { ok: true, value: classes };
+  };
+}
+
+/** The cluster's default StorageClass, as the API server picks it (the newest marked one). */
+async function defaultClass(client: KubeClient, signal: AbortSignal): Promise<string | undefined> {
+  const list = await client.list<StorageClassView & { metadata: { creationTimestamp?: string } }>(
+    collectionPath('storage.k8s.io/v1', 'StorageClass'),
+    { signal },
+  );
+  const marked = (list.items ?? []).filter((sc) =>
+    DEFAULT_CLASS_ANNOTATIONS.some((a) => sc.metadata.annotations?.[a] === 'true'),
+  );
+  marked.sort((a, b) =>
+    (b.metadata.creationTimestamp ?? '').localeCompare(a.metadata.creationTimestamp ?? ''),
+  );
+  return marked[0]?.metadata.name;
+}
+
+/**
+ * Puts one configuration in place. In a cluster the one from deploy/ is kept and only its CA
+ * bundle written; one that was deleted is created again from the same manifest, so that a
+ * deleted configuration does not leave the manager unable to start.
+ */
+async function writeConfiguration(
+  client: KubeClient,
+  configuration: WebhookConfiguration,
+  options: { readonly offCluster: boolean; readonly caPem: string; readonly injectCa: boolean },
+): Promise<void> {
+  if (options.offCluster) {
+    await client.apply(configuration, { fieldManager: 'nats-manager' });
+    return;
+  }
+  const { kind } = configuration;
+  const name = String(configuration.metadata.name);
+  const current = await client.get({ apiVersion: configuration.apiVersion, kind, name });
+  if (current === undefined) {
+    await client.create(configuration);
+    return;
+  }
+  // Another writes the bundle (cert-manager's CA injector): the configuration is left as it is.
+  if (!options.injectCa) return;
+  const mutating = kind === 'MutatingWebhookConfiguration';
+  await injectCaBundle(client, options.caPem, {
+    mutating: mutating ? [name] : [],
+    validating: mutating ? [] : [name],
+  });
 }
 
 async function startCertificates(
   options: AdmissionOptions,
 ): Promise<CertificateSource & { close(): Promise<void> }> {
-  const { config, kc, log } = options;
+  const { config, client, log } = options;
   if (config.certificateMode === 'files') {
     return startFileCertificateSource({ dir: config.certificateDir, log });
   }
   return startSecretCertificateSource({
-    kc,
+    client,
     namespace: config.managerNamespace,
     secretName: config.certificateSecretName,
     names: servingNames(config.webhookServiceName, config.managerNamespace, config.clusterDomain),
@@ -107,25 +250,38 @@ function bundleOf(...cas: string[]): string {
 }
 
 export async function startAdmission(options: AdmissionOptions): Promise<Admission> {
-  const { config, kc, log } = options;
+  const { config, client, log } = options;
   const certificates = await startCertificates(options);
+  // Never throws: a configuration the manager may not write (deleted, and no right to create it)
+  // leaves the webhooks off, but reconciling goes on; it is reported and tried again.
+  let published = '';
+  let logged = '';
   const publish = async (caBundle: string, port: number): Promise<void> => {
-    if (options.offCluster) {
-      const desired = desiredWebhookConfigurations(loadWebhookConfigurations(), {
-        baseUrl: `https://127.0.0.1:${String(port)}`,
-        caPem: caBundle,
-        natsNamespace: config.natsNamespace,
-      });
-      for (const configuration of desired) {
-        await applyObject(kc, configuration, { fieldManager: 'nats-manager' });
+    published = caBundle;
+    const desired = desiredWebhookConfigurations(loadWebhookConfigurations(), {
+      ...(options.offCluster ? { baseUrl: `https://127.0.0.1:${String(port)}` } : {}),
+      caPem: caBundle,
+      natsNamespace: config.natsNamespace,
+    });
+    const missing: string[] = [];
+    for (const configuration of desired) {
+      const id = `${configuration.kind}/${String(configuration.metadata.name)}`;
+      try {
+        await writeConfiguration(client, configuration, {
+          offCluster: options.offCluster,
+          caPem: caBundle,
+          injectCa: config.injectCaBundle,
+        });
+      } catch (error) {
+        missing.push(id);
+        log.error('cannot put the webhook configuration in place', { configuration: id, error });
       }
-    } else {
-      await injectCaBundle(kc, caBundle, {
-        mutating: [MUTATING_CONFIGURATION],
-        validating: [VALIDATING_CONFIGURATION],
-      });
     }
-    log.info('webhook configurations trust the current CA');
+    options.onConfigurationsMissing?.(missing);
+    // Once per bundle put in place, not on every recheck.
+    if (missing.length > 0) logged = '';
+    else if (logged !== caBundle) log.info('webhook configurations trust the current CA');
+    if (missing.length === 0) logged = caBundle;
   };
 
   let port = 0;
@@ -140,6 +296,8 @@ export async function startAdmission(options: AdmissionOptions): Promise<Admissi
   );
   const app = createAdmissionApp(config, {
     log,
+    streams: liveStreams(options.client, config.clusterDomain),
+    storageClasses: liveStorageClasses(options.client),
     ...(options.onAdmission ? { onAdmission: options.onAdmission } : {}),
   });
   const server = await startWebhookServer({
@@ -152,11 +310,24 @@ export async function startAdmission(options: AdmissionOptions): Promise<Admissi
   port = server.port;
   await publish(bundleOf(served.current().caPem), port);
   log.info('admission webhooks serving', { port: server.port });
+  // A configuration deleted later (or one that could not be created) is put back on the
+  // certificate check interval with the bundle last published: during a rotation that holds both
+  // CAs, and the certificate served alone would not cover the one about to be presented.
+  let checking = false;
+  const recheck = setInterval(() => {
+    if (checking) return;
+    checking = true;
+    void publish(published, port).finally(() => {
+      checking = false;
+    });
+  }, config.certificateCheckSeconds * 1000);
+  recheck.unref();
 
   return {
     port: server.port,
     certificates: served,
     close: async () => {
+      clearInterval(recheck);
       served.stop();
       await server.close();
       await certificates.close();

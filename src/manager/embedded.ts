@@ -3,22 +3,25 @@
 // its own service account (a client certificate with the same user name and groups), not as the
 // plane's admin, so the protect-children webhook and RBAC treat it exactly as in a cluster.
 import { readFileSync } from 'node:fs';
-import { KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
 import { load, loadAll } from 'js-yaml';
 import { issueCertificate } from '../../certs/x509.ts';
 import { buildNatsCrd } from '../api/crd.ts';
-import { applyObject, createObject, isApiStatus, type KubeObject } from '../kube/api.ts';
-import type { Cluster } from '../kube/cluster.ts';
+import type { KubeObject } from '../base/object.ts';
+import { clientFor } from '../kube/api.ts';
+import type { KubeClient } from '../kube/client.ts';
+import { isApiStatus } from '../kube/transport.ts';
+import type { Cluster } from './cluster.ts';
 import { ensureCrd } from '../kube/crd.ts';
 import type { LocalPlane } from '../localplane/plane.ts';
 import type { ManagerConfig } from './config.ts';
+import { CERTIFICATE_SECRET, CHILDREN_ROLE, LEASE_NAME } from './manifests.ts';
 import { loadWebhookConfigurations } from './webhook-configurations.ts';
 
 const FIELD_MANAGER = 'nats-manager';
 const DEPLOY = new URL('../../deploy/', import.meta.url);
-// The manifests name the manager's namespace and service account literally (no kustomize
-// namespace transformer); the embedded plane substitutes the configured ones.
-const MANIFEST_NAMESPACE = 'kyma-system';
+// The manifests leave the namespaces to kustomize (deploy/transformers/namespace); the embedded
+// plane puts them where the configured manager needs them.
 const MANIFEST_SERVICE_ACCOUNT = 'nats-manager';
 const IDENTITY_VALID_DAYS = 365;
 
@@ -59,31 +62,66 @@ function asKubeObject(value: unknown, file: string): KubeObject {
 const PRIORITY_CLASS_FILE = 'manager/priority-class.yaml';
 
 /**
- * The RBAC files the kustomization installs and the NATS pods' PriorityClass, so the embedded
- * plane gets exactly those.
+ * The RBAC files deploy/rbac's kustomization installs and the NATS pods' PriorityClass, so the
+ * embedded plane gets exactly those.
  */
 function embeddedManifestFiles(): string[] {
-  const kustomization = load(readFileSync(new URL('kustomization.yaml', DEPLOY), 'utf8'));
+  const kustomization = load(readFileSync(new URL('rbac/kustomization.yaml', DEPLOY), 'utf8'));
   const resources = isRecord(kustomization) ? kustomization.resources : undefined;
-  if (!Array.isArray(resources)) throw new Error('deploy/kustomization.yaml lists no resources');
-  return resources.filter(
-    (path): path is string =>
-      typeof path === 'string' && (path.startsWith('rbac/') || path === PRIORITY_CLASS_FILE),
+  if (!Array.isArray(resources))
+    throw new Error('deploy/rbac/kustomization.yaml lists no resources');
+  return [
+    ...resources
+      .filter((path): path is string => typeof path === 'string')
+      .map((path) => `rbac/${path}`),
+    PRIORITY_CLASS_FILE,
+  ];
+}
+
+interface Namespaces {
+  readonly manager: string;
+  readonly nats: string;
+  /** The Roles name the default Lease and Secret; the configured names replace them. */
+  readonly names: Readonly<Record<string, string>>;
+}
+
+function renameResources(rules: unknown, names: Readonly<Record<string, string>>): unknown {
+  if (!Array.isArray(rules)) return rules;
+  return rules.map((rule: unknown) =>
+    isRecord(rule) && Array.isArray(rule.resourceNames)
+      ? {
+          ...rule,
+          resourceNames: rule.resourceNames.map((name: unknown) =>
+            typeof name === 'string' ? (names[name] ?? name) : name,
+          ),
+        }
+      : rule,
   );
 }
 
-function localize(object: KubeObject, account: ServiceAccountRef): KubeObject {
+/** Where kustomize would put it: the children's Role in the NATS namespace, the rest in the manager's. */
+function localize(
+  object: KubeObject,
+  account: ServiceAccountRef,
+  namespaces: Namespaces,
+): KubeObject {
   const metadata = { ...object.metadata };
-  if (metadata.namespace === MANIFEST_NAMESPACE) metadata.namespace = account.namespace;
+  const namespaced =
+    object.kind !== 'ClusterRole' &&
+    object.kind !== 'ClusterRoleBinding' &&
+    object.kind !== 'PriorityClass';
+  if (namespaced && metadata.namespace === undefined) {
+    metadata.namespace = metadata.name === CHILDREN_ROLE ? namespaces.nats : namespaces.manager;
+  }
   if (object.kind === 'ServiceAccount' && metadata.name === MANIFEST_SERVICE_ACCOUNT) {
     metadata.name = account.name;
   }
   const localized: KubeObject = { ...object, metadata };
+  if (object.kind === 'Role') localized.rules = renameResources(object.rules, namespaces.names);
   if (Array.isArray(object.subjects)) {
     localized.subjects = object.subjects.map((subject: unknown) =>
       isRecord(subject) &&
       subject.kind === 'ServiceAccount' &&
-      subject.namespace === MANIFEST_NAMESPACE &&
       subject.name === MANIFEST_SERVICE_ACCOUNT
         ? { ...subject, namespace: account.namespace, name: account.name }
         : subject,
@@ -92,12 +130,12 @@ function localize(object: KubeObject, account: ServiceAccountRef): KubeObject {
   return localized;
 }
 
-/** deploy/rbac and the PriorityClass as the configured manager needs them: its namespace, its service account. */
-function managerManifests(account: ServiceAccountRef): KubeObject[] {
+/** deploy/rbac and the PriorityClass as the configured manager needs them: its namespaces, its service account. */
+function managerManifests(account: ServiceAccountRef, namespaces: Namespaces): KubeObject[] {
   return embeddedManifestFiles().flatMap((file) =>
     loadAll(readFileSync(new URL(file, DEPLOY), 'utf8'))
       .filter((document) => document !== null && document !== undefined)
-      .map((document) => localize(asKubeObject(document, file), account)),
+      .map((document) => localize(asKubeObject(document, file), account, namespaces)),
   );
 }
 
@@ -106,7 +144,10 @@ function managerManifests(account: ServiceAccountRef): KubeObject[] {
  * the user name and groups a service account token carries (`system:authenticated` the API
  * server adds to anyone). Inline, so the key never reaches the disk.
  */
-function serviceAccountKubeConfig(plane: LocalPlane, account: ServiceAccountRef): KubeConfig {
+async function serviceAccountKubeConfig(
+  plane: LocalPlane,
+  account: ServiceAccountRef,
+): Promise<KubeConfig> {
   const username = `system:serviceaccount:${account.namespace}:${account.name}`;
   const identity = issueCertificate(plane.ca, {
     commonName: username,
@@ -116,6 +157,8 @@ function serviceAccountKubeConfig(plane: LocalPlane, account: ServiceAccountRef)
   });
   const base64 = (pem: string): string => Buffer.from(pem).toString('base64');
   const name = 'nats-manager-local';
+  // Imported here, not at the top: only the embedded plane needs it (src/kube/kubeconfig.ts).
+  const { KubeConfig } = await import('@kubernetes/client-node');
   const kc = new KubeConfig();
   kc.loadFromOptions({
     clusters: [
@@ -131,9 +174,9 @@ function serviceAccountKubeConfig(plane: LocalPlane, account: ServiceAccountRef)
 }
 
 /** Creates the object unless it exists; an existing one is left exactly as it is. */
-async function createIfAbsent(kc: KubeConfig, object: KubeObject): Promise<void> {
+async function createIfAbsent(client: KubeClient, object: KubeObject): Promise<void> {
   try {
-    await createObject(kc, object, { fieldManager: FIELD_MANAGER });
+    await client.create(object, { fieldManager: FIELD_MANAGER });
   } catch (error) {
     if (!isApiStatus(error, 409)) throw error;
   }
@@ -141,8 +184,8 @@ async function createIfAbsent(kc: KubeConfig, object: KubeObject): Promise<void>
 
 /**
  * Empty webhook configurations for the manager to fill in. In a cluster deploy/webhooks creates
- * them; the ClusterRole lets the manager update these two by name but create none (RBAC cannot
- * limit a create to names). Empty, because fields a create writes stay owned by it: a service
+ * them; the ClusterRole lets the manager update these two by name, and create one only to put
+ * back a deleted one. Empty, because fields a create writes stay owned by it: a service
  * clientConfig made here would survive the manager's apply of a url beside it.
  */
 function webhookConfigurationShells(): KubeObject[] {
@@ -169,16 +212,25 @@ export async function prepareEmbeddedPlane(
     throw new Error('prepareEmbeddedPlane needs the embedded plane; a cluster gets deploy/');
   }
   const account = serviceAccountOf(config);
-  const rbac = managerManifests(account);
-  await ensureCrd(cluster.kc, buildNatsCrd(), FIELD_MANAGER);
+  const rbac = managerManifests(account, {
+    manager: config.managerNamespace,
+    nats: config.natsNamespace,
+    names: {
+      [LEASE_NAME]: config.leaderElectionId,
+      [CERTIFICATE_SECRET]: config.certificateSecretName,
+    },
+  });
+  // The plane's admin: what deploy/ installs on a cluster, an administrator installs.
+  const admin = clientFor(cluster.kc);
+  await ensureCrd(admin, buildNatsCrd(), FIELD_MANAGER);
   // Created, not applied: an apply with nothing but a name owns no field, so the next one would
   // still write (managedFields), and a re-run would not be a no-op.
   for (const name of new Set([config.managerNamespace, config.natsNamespace])) {
-    await createIfAbsent(cluster.kc, { apiVersion: 'v1', kind: 'Namespace', metadata: { name } });
+    await createIfAbsent(admin, { apiVersion: 'v1', kind: 'Namespace', metadata: { name } });
   }
   for (const object of rbac) {
-    await applyObject(cluster.kc, object, { fieldManager: FIELD_MANAGER });
+    await admin.apply(object, { fieldManager: FIELD_MANAGER });
   }
-  for (const shell of webhookConfigurationShells()) await createIfAbsent(cluster.kc, shell);
-  return serviceAccountKubeConfig(plane, account);
+  for (const shell of webhookConfigurationShells()) await createIfAbsent(admin, shell);
+  return await serviceAccountKubeConfig(plane, account);
 }

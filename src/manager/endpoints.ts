@@ -6,7 +6,7 @@ import { createServer, type RequestListener, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import { ConfigError } from './config.ts';
-import type { Logger } from './log.ts';
+import type { Logger } from '../base/log.ts';
 
 export interface BindAddress {
   /** undefined: every interface. */

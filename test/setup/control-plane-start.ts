@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import * as k8s from '@kubernetes/client-node';
 import { load } from 'js-yaml';
 import { buildNatsCrd } from '../../src/api/crd.ts';
-import type { KubeObject } from '../../src/kube/api.ts';
+import { clientFor, type KubeObject } from '../../src/kube/api.ts';
 import { ensureCrd } from '../../src/kube/crd.ts';
 import { startLocalPlane, type LocalPlane } from '../../src/localplane/plane.ts';
 import { TEST_KUBECONFIG_ENV } from '../support/kube.ts';
@@ -14,6 +14,8 @@ declare global {
 
 export default async function startControlPlane(): Promise<void> {
   const started = Date.now();
+  // `npm start` in these suites runs without a worker node: the node project owns the host's one.
+  process.env.NATS_MANAGER_LOCAL_NODE = 'off';
   const plane = await startLocalPlane();
   globalThis.localPlane = plane;
   // Workers are forked after global setup, so they inherit this.
@@ -22,10 +24,10 @@ export default async function startControlPlane(): Promise<void> {
   // resync, so suites that rely on NATS-owned children being collected start with it known.
   const kc = new k8s.KubeConfig();
   kc.loadFromFile(plane.kubeconfigPath);
-  await ensureCrd(kc, buildNatsCrd(), 'nats-manager-tests');
+  await ensureCrd(clientFor(kc), buildNatsCrd(), 'nats-manager-tests');
   // Istio's DestinationRule too: suites that install it again find it known already.
   await ensureCrd(
-    kc,
+    clientFor(kc),
     load(
       readFileSync(new URL('../fixtures/destinationrule-crd.yaml', import.meta.url), 'utf8'),
     ) as KubeObject,

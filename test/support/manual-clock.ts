@@ -1,6 +1,6 @@
 // A Clock whose time moves only when a test says so, for timers (backoff, lease renewals)
 // without real waiting.
-import type { Clock } from '../../src/controller/work-queue.ts';
+import type { Clock } from '../../src/base/clock.ts';
 
 /** Lets every promise continuation that is already due run. */
 export async function flush(): Promise<void> {

@@ -9,12 +9,16 @@ import {
   mkdirSync,
   mkdtempSync,
   openSync,
+  readFileSync,
   rmSync,
   writeFileSync,
 } from 'node:fs';
+import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { StorageType, type JetStreamManager } from '@nats-io/jetstream';
+import { ensureBinaries } from '../../src/localplane/binaries.ts';
 import { freePort } from '../../src/localplane/plane.ts';
 import { signalGroup } from '../../src/localplane/reaper.ts';
 import {
@@ -24,7 +28,10 @@ import {
   RESOLVER_CONF_KEY,
   RESOLVER_CONF_MOUNT,
   SERVER_NAME_ENV,
+  renderNatsConf,
+  renderResolverConf,
 } from '../../src/render/nats-conf.ts';
+import { DEFAULT_IMAGES, type RenderInput } from '../../src/render/context.ts';
 
 const LOOPBACK = '127.0.0.1';
 const REAPER = resolve(import.meta.dirname, '../../src/localplane/reaper.ts');
@@ -135,6 +142,12 @@ export interface LoopbackCluster {
   readonly servers: readonly RunningServer[];
   /** Ends one server as a crash would: SIGKILL to its process group, then waits for it. */
   kill(server: RunningServer): Promise<void>;
+  /**
+   * Kills one server and starts it again under the same name and ports, its store kept or (with
+   * `wipe`) removed, as a pod re-created on a deleted claim; the new process replaces it in
+   * `servers`.
+   */
+  restart(server: RunningServer, options?: { wipe?: boolean }): Promise<RunningServer>;
   /** Kills every server and removes the directory. Safe to call twice. */
   stop(): Promise<void>;
 }
@@ -145,6 +158,8 @@ export interface LoopbackClusterOptions {
   readonly resolverConf: string;
   /** SERVER_NAME of each server, as the pods would be named; their count is the cluster size. */
   readonly names: readonly string[];
+  /** More environment of every server, as the pod's container env would set it. */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 // Kills the process groups listed in <dir>/pids and removes <dir> should this test process die
@@ -161,10 +176,112 @@ async function waitExited(server: RunningServer, timeoutMs: number): Promise<voi
   while (!server.exited() && Date.now() < deadline) await sleep(20);
 }
 
-/** Writes each server's config at the pod's mount paths and starts it as the pod would. */
+/** Starts one server from the config written under its directory, as the pod would. */
+function spawnServer(
+  dir: string,
+  server: LoopbackServer,
+  natsServer: string,
+  env: Readonly<Record<string, string>> | undefined,
+): RunningServer {
+  const configFile = join(server.dir, NATS_CONFIG_MOUNT, NATS_CONF_KEY);
+  const logFile = join(server.dir, 'nats-server.log');
+  const fd = openSync(logFile, 'a');
+  const child = spawn(natsServer, ['--config', configFile], {
+    detached: true,
+    stdio: ['ignore', fd, fd],
+    env: {
+      ...process.env,
+      ...env,
+      [SERVER_NAME_ENV]: server.name,
+      [CLUSTER_ADVERTISE_ENV]: `${LOOPBACK}:${server.clusterPort}`,
+    },
+  });
+  closeSync(fd);
+  if (child.pid === undefined) throw new Error(`could not start ${natsServer}`);
+  appendFileSync(join(dir, 'pids'), `${child.pid}\n`);
+  let exited = false;
+  child.on('exit', () => {
+    exited = true;
+  });
+  return { ...server, configFile, logFile, child, exited: () => exited };
+}
+
+/** The last lines a server wrote: what a failure message shows. */
+export function logTail(server: RunningServer, lines = 8): string {
+  try {
+    return readFileSync(server.logFile, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+function accepts(port: number): Promise<boolean> {
+  return new Promise((resolvePort) => {
+    const socket = createConnection({ host: LOOPBACK, port });
+    const done = (ok: boolean): void => {
+      socket.destroy();
+      resolvePort(ok);
+    };
+    socket.setTimeout(1_000, () => {
+      done(false);
+    });
+    socket.once('connect', () => {
+      done(true);
+    });
+    socket.once('error', () => {
+      done(false);
+    });
+  });
+}
+
+/** The first server that exited before its client and cluster ports accepted, if any. */
+async function failedToListen(
+  servers: readonly RunningServer[],
+  timeoutMs: number,
+): Promise<RunningServer | undefined> {
+  const deadline = Date.now() + timeoutMs;
+  const pending = new Set(servers);
+  // A lone server has no cluster listener.
+  const clustered = servers.length > 1;
+  while (pending.size > 0 && Date.now() < deadline) {
+    for (const server of [...pending]) {
+      if (server.exited()) return server;
+      const listening =
+        (await accepts(server.clientPort)) && (!clustered || (await accepts(server.clusterPort)));
+      if (listening) {
+        pending.delete(server);
+      }
+    }
+    if (pending.size > 0) await sleep(50);
+  }
+  const [stuck] = pending;
+  if (stuck !== undefined) throw new Error(`${stuck.name} not listening:\n${logTail(stuck)}`);
+  return servers.find((server) => server.exited());
+}
+
+/**
+ * Writes each server's config at the pod's mount paths and starts it as the pod would. Ports
+ * are found free and then released, so another process may take one before nats-server binds
+ * it: such a start is retried on fresh ports, twice at most.
+ */
 export async function startLoopbackCluster(
   options: LoopbackClusterOptions,
 ): Promise<LoopbackCluster> {
+  for (let attempt = 1; ; attempt++) {
+    const cluster = await launchLoopbackCluster(options);
+    const failed = await failedToListen(cluster.servers, 15_000).catch(async (error: unknown) => {
+      await cluster.stop();
+      throw error;
+    });
+    if (failed === undefined) return cluster;
+    const tail = logTail(failed);
+    await cluster.stop();
+    if (attempt < 3 && /address already in use/i.test(tail)) continue;
+    throw new Error(`${failed.name} exited on start:\n${tail}`);
+  }
+}
+
+async function launchLoopbackCluster(options: LoopbackClusterOptions): Promise<LoopbackCluster> {
   const dir = mkdtempSync(join(tmpdir(), 'nats-manager-nats-'));
   startReaper(dir);
   const servers: RunningServer[] = [];
@@ -184,30 +301,14 @@ export async function startLoopbackCluster(
       layout.push({ name, clientPort, clusterPort, monitorPort, dir: join(dir, name) });
     }
     for (const server of layout) {
-      const configFile = join(server.dir, NATS_CONFIG_MOUNT, NATS_CONF_KEY);
       mkdirSync(join(server.dir, NATS_CONFIG_MOUNT), { recursive: true });
       mkdirSync(join(server.dir, RESOLVER_CONF_MOUNT), { recursive: true });
-      writeFileSync(configFile, rewriteForLoopback(options.natsConf, server, layout));
+      writeFileSync(
+        join(server.dir, NATS_CONFIG_MOUNT, NATS_CONF_KEY),
+        rewriteForLoopback(options.natsConf, server, layout),
+      );
       writeFileSync(join(server.dir, RESOLVER_CONF_MOUNT, RESOLVER_CONF_KEY), options.resolverConf);
-      const logFile = join(server.dir, 'nats-server.log');
-      const fd = openSync(logFile, 'a');
-      const child = spawn(options.natsServer, ['--config', configFile], {
-        detached: true,
-        stdio: ['ignore', fd, fd],
-        env: {
-          ...process.env,
-          [SERVER_NAME_ENV]: server.name,
-          [CLUSTER_ADVERTISE_ENV]: `${LOOPBACK}:${server.clusterPort}`,
-        },
-      });
-      closeSync(fd);
-      if (child.pid === undefined) throw new Error(`could not start ${options.natsServer}`);
-      appendFileSync(join(dir, 'pids'), `${child.pid}\n`);
-      let exited = false;
-      child.on('exit', () => {
-        exited = true;
-      });
-      servers.push({ ...server, configFile, logFile, child, exited: () => exited });
+      servers.push(spawnServer(dir, server, options.natsServer, options.env));
     }
   } catch (err) {
     await stop();
@@ -219,6 +320,15 @@ export async function startLoopbackCluster(
     async kill(server) {
       signalGroup(server.child.pid ?? 0, 'SIGKILL');
       await waitExited(server, 5_000);
+    },
+    async restart(server, restartOptions = {}) {
+      signalGroup(server.child.pid ?? 0, 'SIGKILL');
+      await waitExited(server, 5_000);
+      if (restartOptions.wipe === true)
+        rmSync(join(server.dir, 'data'), { recursive: true, force: true });
+      const again = spawnServer(dir, server, options.natsServer, options.env);
+      servers[servers.indexOf(server)] = again;
+      return again;
     },
     stop,
   };
@@ -269,5 +379,70 @@ export async function waitForMetaLeader(
     }
     await sleep(100);
   }
-  throw new Error(`no JetStream meta leader within ${timeoutMs} ms (last: ${last})`);
+  const exited = servers
+    .filter((server) => server.exited())
+    .map((server) => `\n${server.name} exited:\n${logTail(server)}`);
+  throw new Error(
+    `no JetStream meta leader within ${timeoutMs} ms (last: ${last})${exited.join('')}`,
+  );
+}
+
+/**
+ * Real servers from the nats.conf and resolver.conf the manager renders for `spec` (a NATS
+ * resource `eventing-nats` in kyma-system), named `names` as the pods would be; resolves once
+ * they elected a meta leader, with the nats.conf they run.
+ */
+export async function startRenderedCluster(
+  spec: RenderInput['spec'],
+  password: string,
+  names: readonly string[],
+): Promise<{ cluster: LoopbackCluster; natsConf: string }> {
+  const { 'nats-server': natsServer } = await ensureBinaries(['nats-server']);
+  const natsConf = renderNatsConf(
+    { name: 'eventing-nats', namespace: 'kyma-system', uid: 'uid-1', spec },
+    {
+      istioPresent: false,
+      // The servers read the password from resolver.conf; nats.conf only includes it.
+      systemAccountPassword: 'unused-here',
+      images: DEFAULT_IMAGES,
+      clusterDomain: 'cluster.local',
+    },
+  );
+  const cluster = await startLoopbackCluster({
+    natsServer,
+    natsConf,
+    resolverConf: renderResolverConf(password),
+    names,
+  });
+  try {
+    await waitForMetaLeader(cluster.servers, 30_000);
+  } catch (error) {
+    await cluster.stop();
+    throw error;
+  }
+  return { cluster, natsConf };
+}
+
+/** An R`replicas` file stream on `name.>`, retried while a new meta group still settles. */
+export async function addFileStream(
+  jsm: JetStreamManager,
+  name: string,
+  replicas: number,
+  timeoutMs = 10_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      await jsm.streams.add({
+        name,
+        subjects: [`${name}.>`],
+        num_replicas: replicas,
+        storage: StorageType.File,
+      });
+      return;
+    } catch (error) {
+      if (Date.now() > deadline) throw error;
+      await sleep(200);
+    }
+  }
 }

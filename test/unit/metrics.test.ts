@@ -174,4 +174,21 @@ describe('createManagerMetrics', () => {
     expect(await samples(second)).toContain('nats_manager_leader 0');
     expect(await globalRegistry.metrics()).not.toContain('nats_manager_');
   });
+
+  it('shows which webhook configurations the manager cannot put in place', async () => {
+    const metrics = createManagerMetrics();
+    const series = (configuration: string, value: number): string =>
+      `nats_manager_webhook_configuration_missing{configuration="${configuration}"} ${String(value)}`;
+    const validating = 'ValidatingWebhookConfiguration/nats-manager-validating';
+    const mutating = 'MutatingWebhookConfiguration/nats-manager-mutating';
+    expect(await samples(metrics)).toEqual(
+      expect.arrayContaining([series(validating, 0), series(mutating, 0)]),
+    );
+    metrics.setWebhookConfigurationsMissing([validating]);
+    expect(await samples(metrics)).toEqual(
+      expect.arrayContaining([series(validating, 1), series(mutating, 0)]),
+    );
+    metrics.setWebhookConfigurationsMissing([]);
+    expect(await samples(metrics)).toContain(series(validating, 0));
+  });
 });
