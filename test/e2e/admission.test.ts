@@ -7,14 +7,24 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { buildNatsCrd } from '../../src/api/crd.ts';
+import { clientFor } from '../../src/kube/api.ts';
 import { ensureCrd } from '../../src/kube/crd.ts';
+import { DEFAULT_OVERLAY, kubectlKustomize } from '../../src/manager/render-release.ts';
 import { startLocalPlane, type LocalPlane } from '../../src/localplane/plane.ts';
 import * as k8s from '@kubernetes/client-node';
+import { loadAll } from 'js-yaml';
 import { eventually } from '../support/kube.ts';
 
 const run = promisify(execFile);
 const MAIN = new URL('../../src/manager/main.ts', import.meta.url).pathname;
-const DEPLOY_RBAC = new URL('../../deploy/rbac/', import.meta.url).pathname;
+const RBAC_KINDS = ['ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding'];
+
+/** The RBAC of the default overlay, its namespace filled in by kustomize, as one List. */
+function deployedRbac(): string {
+  const objects = loadAll(kubectlKustomize(DEFAULT_OVERLAY)) as { kind?: string }[];
+  const items = objects.filter((o) => RBAC_KINDS.includes(o.kind ?? ''));
+  return JSON.stringify({ apiVersion: 'v1', kind: 'List', items });
+}
 
 const MANAGER = 'system:serviceaccount:kyma-system:nats-manager';
 const MANAGED = 'app.kubernetes.io/managed-by=nats-manager';
@@ -63,9 +73,9 @@ describe('admission webhooks through kubectl', () => {
     });
     const kc = new k8s.KubeConfig();
     kc.loadFromFile(plane.kubeconfigPath);
-    await ensureCrd(kc, buildNatsCrd(), 'nats-manager-tests');
+    await ensureCrd(clientFor(kc), buildNatsCrd(), 'nats-manager-tests');
     await kubectl(['create', 'namespace', 'kyma-system']);
-    await kubectl(['apply', '-f', DEPLOY_RBAC]);
+    await kubectl(['apply', '-f', '-'], deployedRbac());
     // jane may edit in kyma-system as far as RBAC goes; only the webhook stands in her way.
     await kubectl([
       'create',
@@ -114,7 +124,8 @@ describe('admission webhooks through kubectl', () => {
     await plane?.stop();
   });
 
-  it('fills the defaults on apply, including the file-storage size the CRD schema cannot', async () => {
+  // As the Go manager: no file-storage size is persisted, so that one can be set later.
+  it('fills the defaults on apply, and persists no file-storage size', async () => {
     const { stdout } = await kubectl(
       ['apply', '-f', '-'],
       natsManifest('eventing-nats', 'kyma-system', { cluster: { size: 3 } }),
@@ -133,7 +144,7 @@ describe('admission webhooks through kubectl', () => {
       cluster: { size: 3 },
       jetStream: {
         memStorage: { enabled: true, size: '1Gi' },
-        fileStorage: { storageClassName: 'default', size: '1Gi' },
+        fileStorage: { storageClassName: 'default' },
       },
       logging: { debug: false, trace: false },
       resources: {
@@ -148,11 +159,13 @@ describe('admission webhooks through kubectl', () => {
       ['apply', '-f', '-'],
       natsManifest('eventing-nats', 'kyma-system', {
         cluster: { size: 1 },
-        jetStream: { fileStorage: { size: '5Gi' } },
+        jetStream: { fileStorage: { storageClassName: 'fast' }, memStorage: { size: '1GB' } },
       }),
     );
-    expect(stderr).toContain('spec.cluster.size');
-    expect(stderr).toContain('spec.jetStream.fileStorage.size');
+    // A CEL rule, an immutable field and the schema's pattern, in one answer.
+    expect(stderr).toContain('cannot be set to 1 if size was greater than 1');
+    expect(stderr).toContain('fileStorage is immutable once it was set');
+    expect(stderr).toContain('spec.jetStream.memStorage.size');
   });
 
   it('refuses a second NATS resource with the single-instance message', async () => {
@@ -173,12 +186,68 @@ describe('admission webhooks through kubectl', () => {
     expect(stderr).toMatch(/^Warning: .*spec\.jetStream\.memStorage\.size/m);
   });
 
+  // The plane has no StorageClass at first; the resource leaves its class to the default.
+  it('raises the file-storage size only where the StorageClass allows volume expansion', async () => {
+    const raise = ['--type=merge', '-p', '{"spec":{"jetStream":{"fileStorage":{"size":"2Gi"}}}}'];
+    const noDefault = await refusal([
+      'patch',
+      'nats',
+      '-n',
+      'kyma-system',
+      'eventing-nats',
+      ...raise,
+    ]);
+    expect(noDefault).toContain(
+      'spec.jetStream.fileStorage.size: Forbidden: fileStorage is immutable once it was set: its size cannot be raised from 1Gi to 2Gi: the ' +
+        "spec leaves the StorageClass to the cluster's default, and the cluster has none",
+    );
+    await kubectl(
+      ['apply', '-f', '-'],
+      JSON.stringify({
+        apiVersion: 'storage.k8s.io/v1',
+        kind: 'StorageClass',
+        metadata: {
+          name: 'standard',
+          annotations: { 'storageclass.kubernetes.io/is-default-class': 'true' },
+        },
+        provisioner: 'example.com/fixed',
+      }),
+    );
+    const fixed = await refusal(['patch', 'nats', '-n', 'kyma-system', 'eventing-nats', ...raise]);
+    expect(fixed).toContain(
+      'fileStorage is immutable once it was set: its size cannot be raised from 1Gi to 2Gi: StorageClass "standard" (of the cluster default) ' +
+        'does not allow volume expansion (allowVolumeExpansion is not true), so the volume ' +
+        'claims cannot grow',
+    );
+    await kubectl([
+      'patch',
+      'storageclass',
+      'standard',
+      '--type=merge',
+      '-p',
+      '{"allowVolumeExpansion":true}',
+    ]);
+    // Allowed now; a dry run, so that the manager grows nothing on this plane without a node.
+    const { stdout } = await kubectl([
+      'patch',
+      'nats',
+      '-n',
+      'kyma-system',
+      'eventing-nats',
+      '--dry-run=server',
+      '-o',
+      'jsonpath={.spec.jetStream.fileStorage.size}',
+      ...raise,
+    ]);
+    expect(stdout).toBe('2Gi');
+  });
+
   it('answers a server-side dry run with the defaulted object and stores nothing', async () => {
     const { stdout } = await kubectl(
-      ['apply', '--dry-run=server', '-o', 'jsonpath={.spec.jetStream.fileStorage.size}', '-f', '-'],
+      ['apply', '--dry-run=server', '-o', 'jsonpath={.spec.cluster.size}', '-f', '-'],
       natsManifest('eventing-nats', 'kyma-system', { cluster: { size: 5 } }),
     );
-    expect(stdout).toBe('1Gi');
+    expect(stdout).toBe('5');
     const { stdout: size } = await kubectl([
       'get',
       'nats',
@@ -200,21 +269,18 @@ describe('admission webhooks through kubectl', () => {
         .filter((l) => l.includes('Failed calling webhook')).length;
     const failedBefore = failedCalls();
     const writesBefore = managerOutput.split('webhook certificate Secret written').length;
-    const manifest = natsManifest('eventing-nats', 'kyma-system', { cluster: { size: 3 } });
+    // Only our webhooks refuse a second NATS resource: every refusal is an answer from them.
+    const manifest = natsManifest('second-nats', 'kyma-system', { cluster: { size: 3 } });
+    const BY_WEBHOOK = 'refused by the webhook';
     const answers: string[] = [];
     const admit = async (): Promise<void> => {
-      const { stdout } = await kubectl(
-        [
-          'apply',
-          '--dry-run=server',
-          '-o',
-          'jsonpath={.spec.jetStream.fileStorage.size}',
-          '-f',
-          '-',
-        ],
-        manifest,
-      );
-      answers.push(stdout);
+      try {
+        await kubectl(['apply', '--dry-run=server', '-f', '-'], manifest);
+        answers.push('accepted');
+      } catch (error) {
+        const { stderr } = error as { stderr: string };
+        answers.push(stderr.includes('serves only one NATS resource') ? BY_WEBHOOK : stderr);
+      }
     };
 
     await admit();
@@ -231,8 +297,7 @@ describe('admission webhooks through kubectl', () => {
     while (Date.now() < until) await admit();
 
     expect(answers.length).toBeGreaterThan(10);
-    // Only our mutating webhook sets the file-storage size: every request was answered by it.
-    expect(answers.filter((a) => a !== '1Gi')).toEqual([]);
+    expect(answers.filter((a) => a !== BY_WEBHOOK)).toEqual([]);
     expect(failedCalls() - failedBefore).toBe(0);
   }, 60_000);
 
@@ -294,6 +359,21 @@ describe('admission webhooks through kubectl', () => {
       ],
     ])('refuses %s by another user, naming the NATS resource', async (_, args, message) => {
       expect(await refusal(['--as', 'jane', '-n', 'kyma-system', ...args])).toMatch(message);
+    });
+
+    it.each([
+      ['another managed-by value', { 'app.kubernetes.io/managed-by': 'someone-else' }],
+      ['unrelated labels only', { team: 'jane' }],
+    ])('refuses squatting a child name with %s', async (_, labels) => {
+      const squatter = {
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: { name: 'eventing-nats-config', namespace: 'kyma-system', labels },
+        data: { 'nats.conf': 'squatted' },
+      };
+      expect(
+        await refusal(['--as', 'jane', 'create', '-f', '-'], JSON.stringify(squatter)),
+      ).toMatch(/"eventing-nats-config" is reserved for NATS kyma-system\/eventing-nats/);
     });
 
     it('lets the manager and the break-glass user change children; the manager undoes it', async () => {

@@ -8,7 +8,7 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { promisify } from 'node:util';
 import * as k8s from '@kubernetes/client-node';
 import { buildNatsCrd } from '../../src/api/crd.ts';
-import { requestJson, type KubeObject } from '../../src/kube/api.ts';
+import { clientFor, requestJson, type KubeObject } from '../../src/kube/api.ts';
 import { ensureCrd } from '../../src/kube/crd.ts';
 import { createInformer } from '../../src/controller/informer.ts';
 import {
@@ -201,7 +201,7 @@ beforeAll(async () => {
   plane = await startLocalPlane({ controllers: DEFAULT_CONTROLLERS, log: () => undefined });
   kc = new k8s.KubeConfig();
   kc.loadFromFile(plane.kubeconfigPath);
-  await ensureCrd(kc, buildNatsCrd(), 'nats-manager-tests');
+  await ensureCrd(clientFor(kc), buildNatsCrd(), 'nats-manager-tests');
   await kubectl(['create', 'namespace', NS]);
   // The pods' PriorityClass comes with deploy/; without it the StatefulSet gets no pods.
   await kubectl(['apply', '-f', PRIORITY_CLASS]);
@@ -225,7 +225,7 @@ describe('one manager', () => {
     // still creating the others.
     let killed = false;
     const watch = createInformer<KubeObject>(
-      kc,
+      clientFor(kc),
       { path: `/api/v1/namespaces/${NS}/configmaps`, labelSelector: MANAGED },
       {
         add: () => {
@@ -370,6 +370,9 @@ describe('one manager', () => {
 });
 
 describe('two replicas with --leader-elect', () => {
+  // The replica left running by the takeover test.
+  let survivor: Awaited<ReturnType<typeof startManager>> | undefined;
+
   it('lets one reconcile, and the other take over at once when it stops', async () => {
     const a = await startManager(['--leader-elect']);
     const b = await startManager(['--leader-elect']);
@@ -382,6 +385,7 @@ describe('two replicas with --leader-elect', () => {
       return l.filter((v) => v === 1).length === 1 ? l : undefined;
     });
     const [leader, standby] = leaderA === 1 ? [a, b] : [b, a];
+    survivor = standby;
     // Both serve the webhooks and are ready; only the leader reconciles.
     await eventually('the standby to be ready', async () =>
       (await httpGet(standby.probePort, '/readyz')).status === 200 ? true : undefined,
@@ -410,5 +414,23 @@ describe('two replicas with --leader-elect', () => {
     };
     expect(claims.items.length).toBeGreaterThan(0);
     for (const claim of claims.items) expect(claim.metadata.deletionTimestamp).toBeDefined();
+    // The deletion went unchecked for customer data, and says so.
+    await eventually('a DeletionUnchecked warning', async () =>
+      (await kubectl(['get', 'events', '-n', NS, '-o', 'jsonpath={.items[*].reason}'])).includes(
+        'DeletionUnchecked',
+      )
+        ? true
+        : undefined,
+    );
+    // Right after a deletion, SIGTERM ends the manager within seconds, not after the webhook
+    // server's grace for requests in flight.
+    if (survivor === undefined) throw new Error('no replica left running');
+    const signalled = Date.now();
+    survivor.child.kill('SIGTERM');
+    expect(await exited(survivor.child)).toBe(0);
+    const exitMs = Date.now() - signalled;
+    process.stdout.write(`[manager] exited ${String(exitMs)} ms after SIGTERM\n`);
+    if (exitMs > 5_000) process.stdout.write(survivor.output().split('\n').slice(-40).join('\n'));
+    expect(exitMs).toBeLessThan(5_000);
   }, 60_000);
 });

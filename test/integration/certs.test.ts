@@ -11,8 +11,15 @@ import {
 } from '../../certs/secret-source.ts';
 import type { ServingCertificate } from '../../certs/source.ts';
 import { createCertificateAuthority } from '../../certs/x509.ts';
-import { createObject, type KubeObject, requestJson, resourcePath } from '../../src/kube/api.ts';
-import { jsonLogger } from '../../src/manager/log.ts';
+import {
+  clientFor,
+  createObject,
+  type KubeObject,
+  requestJson,
+  resourcePath,
+} from '../../src/kube/api.ts';
+import { jsonLogger } from '../../src/base/log.ts';
+import { createKubeClient } from '../../src/kube/client.ts';
 import {
   createTestNamespace,
   deleteTestNamespace,
@@ -60,7 +67,8 @@ describe('webhook certificates on the real apiserver', () => {
     extra: Partial<SecretSourceOptions> = {},
   ): Promise<SecretCertificateSource> {
     const source = await startSecretCertificateSource({
-      kc,
+      // A client each, as two replicas have: their own connections, nothing shared.
+      client: createKubeClient(kc),
       namespace,
       secretName,
       names,
@@ -224,7 +232,7 @@ describe('webhook certificates on the real apiserver', () => {
 
     it('writes the bundle into every webhook, and writes nothing when it is already there', async () => {
       const caPem = createCertificateAuthority('certs-test', 1).certPem;
-      const written = await injectCaBundle(kc, caPem, configurations);
+      const written = await injectCaBundle(clientFor(kc), caPem, configurations);
       expect(written.sort()).toEqual(
         [
           ...configurations.mutating.map((name) => `MutatingWebhookConfiguration/${name}`),
@@ -234,20 +242,25 @@ describe('webhook certificates on the real apiserver', () => {
       const first = await read();
       expect(first.bundles).toEqual(Array(6).fill(Buffer.from(caPem).toString('base64')));
 
-      expect(await injectCaBundle(kc, caPem, configurations)).toEqual([]);
+      expect(await injectCaBundle(clientFor(kc), caPem, configurations)).toEqual([]);
       expect((await read()).versions).toEqual(first.versions);
 
       const rotated = `${caPem}${caPem}`;
-      expect(await injectCaBundle(kc, rotated, configurations)).toHaveLength(3);
+      expect(await injectCaBundle(clientFor(kc), rotated, configurations)).toHaveLength(3);
       expect((await read()).bundles).toEqual(
         Array(6).fill(Buffer.from(rotated).toString('base64')),
       );
     });
 
     it('refuses an empty bundle and a configuration that does not exist', async () => {
-      await expect(injectCaBundle(kc, '  ', configurations)).rejects.toThrow('empty CA bundle');
+      await expect(injectCaBundle(clientFor(kc), '  ', configurations)).rejects.toThrow(
+        'empty CA bundle',
+      );
       await expect(
-        injectCaBundle(kc, 'x', { mutating: [`certs-test-missing-${suffix}`], validating: [] }),
+        injectCaBundle(clientFor(kc), 'x', {
+          mutating: [`certs-test-missing-${suffix}`],
+          validating: [],
+        }),
       ).rejects.toThrow(
         `cannot write the CA bundle into MutatingWebhookConfiguration certs-test-missing-${suffix}`,
       );

@@ -3,13 +3,13 @@
 // which the shared plane does not hand to test workers, and the cluster-wide RBAC, namespaces and
 // webhook configurations it installs are not for other suites.
 import * as k8s from '@kubernetes/client-node';
-import { KubeApiError, requestJson, type KubeObject } from '../../src/kube/api.ts';
-import type { Cluster } from '../../src/kube/cluster.ts';
+import { clientFor, KubeApiError, requestJson, type KubeObject } from '../../src/kube/api.ts';
+import type { Cluster } from '../../src/manager/cluster.ts';
 import { startLocalPlane, type LocalPlane } from '../../src/localplane/plane.ts';
 import { startAdmission } from '../../src/manager/admission.ts';
 import { parseConfig } from '../../src/manager/config.ts';
 import { prepareEmbeddedPlane } from '../../src/manager/embedded.ts';
-import { jsonLogger } from '../../src/manager/log.ts';
+import { jsonLogger } from '../../src/base/log.ts';
 
 // Not the defaults, so that a namespace or account name left as in the manifests shows.
 const config = parseConfig(
@@ -203,9 +203,40 @@ describe('the manager identity on the embedded plane', () => {
     );
   });
 
+  it('reads Secrets only in the NATS namespace, and only its own certificate Secret elsewhere', async () => {
+    await requestJson(manager, { method: 'GET', path: `/api/v1/namespaces/${NATS_NS}/secrets` });
+    for (const path of [
+      '/api/v1/secrets',
+      '/api/v1/namespaces/kube-system/secrets',
+      `/api/v1/namespaces/${MANAGER_NS}/secrets`,
+      `/api/v1/namespaces/${MANAGER_NS}/secrets/someone-elses`,
+    ]) {
+      await expectForbidden(requestJson(manager, { method: 'GET', path }));
+    }
+    // Children only where the NATS resource lives.
+    await expectForbidden(
+      requestJson(manager, {
+        method: 'POST',
+        path: `/api/v1/namespaces/${MANAGER_NS}/configmaps`,
+        body: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'not-a-child' } },
+      }),
+    );
+    // Cluster-wide only the CRDs it needs, by name.
+    await expectForbidden(
+      requestJson(manager, {
+        method: 'GET',
+        path: '/apis/apiextensions.k8s.io/v1/customresourcedefinitions',
+      }),
+    );
+    await requestJson(manager, {
+      method: 'GET',
+      path: '/apis/apiextensions.k8s.io/v1/customresourcedefinitions?fieldSelector=metadata.name%3Ddestinationrules.networking.istio.io',
+    });
+  });
+
   it('runs the admission side as the manager does on the embedded plane', async () => {
     const admission = await startAdmission({
-      kc: manager,
+      client: clientFor(manager),
       config,
       log: jsonLogger({}, () => undefined),
       offCluster: true,
@@ -245,8 +276,10 @@ describe('the manager identity on the embedded plane', () => {
       '/apis/rbac.authorization.k8s.io/v1/clusterroles/nats-manager-nats-viewer',
       '/apis/rbac.authorization.k8s.io/v1/clusterroles/nats-manager-nats-editor',
       '/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/nats-manager',
-      `/apis/rbac.authorization.k8s.io/v1/namespaces/${MANAGER_NS}/roles/nats-manager-leader-election`,
-      `/apis/rbac.authorization.k8s.io/v1/namespaces/${MANAGER_NS}/rolebindings/nats-manager-leader-election`,
+      `/apis/rbac.authorization.k8s.io/v1/namespaces/${MANAGER_NS}/roles/nats-manager`,
+      `/apis/rbac.authorization.k8s.io/v1/namespaces/${MANAGER_NS}/rolebindings/nats-manager`,
+      `/apis/rbac.authorization.k8s.io/v1/namespaces/${NATS_NS}/roles/nats-manager-children`,
+      `/apis/rbac.authorization.k8s.io/v1/namespaces/${NATS_NS}/rolebindings/nats-manager-children`,
       '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/nats-manager-mutating',
       '/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/nats-manager-validating',
     ];

@@ -7,9 +7,15 @@ import {
   type InformerOptions,
   type RestartReason,
 } from '../../src/controller/informer.ts';
-import { createObject, requestJson, resourcePath, type KubeObject } from '../../src/kube/api.ts';
+import {
+  clientFor,
+  createObject,
+  requestJson,
+  resourcePath,
+  type KubeObject,
+} from '../../src/kube/api.ts';
 import { startLocalPlane, type LocalPlane } from '../../src/localplane/plane.ts';
-import type { Logger } from '../../src/manager/log.ts';
+import type { Logger } from '../../src/base/log.ts';
 import {
   createTestNamespace,
   deleteTestNamespace,
@@ -90,7 +96,7 @@ function recordingInformer(
     return cm.metadata.name ?? '';
   };
   const informer = createInformer<ConfigMap>(
-    kc,
+    clientFor(kc),
     {
       path: resourcePath('v1', 'ConfigMap', namespace),
       labelSelector: SELECTOR,

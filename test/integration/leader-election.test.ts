@@ -8,8 +8,8 @@ import {
   type Lease,
   type LeaderElector,
 } from '../../src/controller/leader-election.ts';
-import { KubeApiError, requestJson, resourcePath } from '../../src/kube/api.ts';
-import type { Logger } from '../../src/manager/log.ts';
+import { clientFor, KubeApiError, requestJson, resourcePath } from '../../src/kube/api.ts';
+import type { Logger } from '../../src/base/log.ts';
 import {
   createTestNamespace,
   deleteTestNamespace,
@@ -65,7 +65,7 @@ describe('leader election on a real Lease', () => {
 
   function replica(name: string, via: k8s.KubeConfig = kc): Replica {
     const identity = `${name}_${leaseName}`;
-    const elector = createLeaderElector(via, {
+    const elector = createLeaderElector(clientFor(via), {
       namespace,
       name: leaseName,
       identity,

@@ -89,13 +89,7 @@ describe('NATS CRD on the real apiserver', () => {
     { labels: { team: 'a' }, annotations: { note: 'x' } },
   ] satisfies NatsSpec[])('defaults %j exactly as the pure defaulting does', async (spec) => {
     const created = await create(spec);
-    // The file-storage size is the one default the schema does not carry.
-    const expected = defaultNatsSpec(spec);
-    if (!('size' in (spec.jetStream?.fileStorage ?? {}))) {
-      expected.jetStream.fileStorage = { ...expected.jetStream.fileStorage };
-      delete (expected.jetStream.fileStorage as { size?: unknown }).size;
-    }
-    expect(created.spec).toEqual(expected);
+    expect(created.spec).toEqual(defaultNatsSpec(spec));
   });
 
   it('refuses even and non-positive sizes', async () => {
@@ -120,10 +114,16 @@ describe('NATS CRD on the real apiserver', () => {
     });
   });
 
-  it('refuses memory storage without a size above zero, and malformed quantities', async () => {
-    expect(
-      await rejection(create({ jetStream: { memStorage: { enabled: true, size: '0' } } })),
-    ).toContain('spec.jetStream.memStorage.size');
+  // As the Go manager's CRD: the integer 0 is refused while enabled, the string "0" its clients
+  // send for an unset size is accepted (and means the default).
+  it('refuses memory storage enabled with the integer 0, and malformed quantities', async () => {
+    const refused = await rejection(
+      create({ jetStream: { memStorage: { enabled: true, size: 0 } } }),
+    );
+    expect(refused).toContain('spec.jetStream.memStorage.size');
+    expect(refused).toContain('memStorage can only be enabled if size is not 0');
+    const unset = await create({ jetStream: { memStorage: { enabled: true, size: '0' } } });
+    expect(unset.spec.jetStream).toMatchObject({ memStorage: { enabled: true, size: '0' } });
     expect(await rejection(create({ jetStream: { memStorage: { size: '1Gx' } } }))).toContain(
       'spec.jetStream.memStorage.size',
     );
@@ -131,15 +131,21 @@ describe('NATS CRD on the real apiserver', () => {
     expect(off.spec.jetStream).toMatchObject({ memStorage: { enabled: false, size: '0' } });
   });
 
-  it('keeps file storage immutable, but lets a size be set later on a CR created without one', async () => {
+  it('keeps the storage class immutable and the size from shrinking, but lets a size be set later and grow', async () => {
     const nats = await create({});
     // Regression: upstream once refused this because its rule compared the whole fileStorage.
     const sized = await patch(nats.metadata.name, { jetStream: { fileStorage: { size: '2Gi' } } });
     expect(sized.spec.jetStream).toMatchObject({ fileStorage: { size: '2Gi' } });
 
-    expect(
-      await rejection(patch(nats.metadata.name, { jetStream: { fileStorage: { size: '3Gi' } } })),
-    ).toContain('spec.jetStream.fileStorage.size');
+    // Lowered: refused (a claim cannot shrink). Raised: the CRD cannot see the StorageClass, so
+    // it lets it through; the webhook refuses it where the class cannot expand.
+    const lowered = await rejection(
+      patch(nats.metadata.name, { jetStream: { fileStorage: { size: '1Gi' } } }),
+    );
+    expect(lowered).toContain('spec.jetStream.fileStorage.size');
+    expect(lowered).toContain(
+      'fileStorage is immutable once it was set: its size can grow, but not be lowered, as a volume claim cannot shrink',
+    );
     expect(
       await rejection(patch(nats.metadata.name, { jetStream: { fileStorage: { size: null } } })),
     ).toContain('spec.jetStream.fileStorage');
@@ -153,6 +159,8 @@ describe('NATS CRD on the real apiserver', () => {
       jetStream: { fileStorage: { size: '2048Mi' } },
     });
     expect(same.spec.jetStream).toMatchObject({ fileStorage: { size: '2048Mi' } });
+    const grown = await patch(nats.metadata.name, { jetStream: { fileStorage: { size: '3Gi' } } });
+    expect(grown.spec.jetStream).toMatchObject({ fileStorage: { size: '3Gi' } });
   });
 
   it('answers kubectl with the rule message when the webhook is not there', async () => {

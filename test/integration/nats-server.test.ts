@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { V1StatefulSet } from '@kubernetes/client-node';
 import { jetstream, jetstreamManager, StorageType, type JetStreamClient } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { defaultNatsSpec } from '../../src/api/defaults.ts';
@@ -25,6 +26,7 @@ import {
   renderResolverConf,
 } from '../../src/render/nats-conf.ts';
 import { generateSystemAccountPassword } from '../../src/render/password.ts';
+import { GOMEMLIMIT_ENV, NATS_CONTAINER, renderStatefulSet } from '../../src/render/statefulset.ts';
 import {
   monitor,
   rewriteForLoopback,
@@ -180,9 +182,10 @@ describe('three servers from the rendered size-3 config', () => {
     cluster: { size: 3 },
     jetStream: { memStorage: { enabled: true, size: '1.5Gi' }, fileStorage: { size: '1e9' } },
   };
-  // The CR's sizes in bytes, written out independently of the renderer.
+  // The CR's sizes in bytes, written out independently of the renderer: the file store is the
+  // claim less its headroom (a quarter of this claim, as 256Mi would be more).
   const MEM_BYTES = 1_610_612_736;
-  const FILE_BYTES = 1_000_000_000;
+  const FILE_BYTES = 750_000_000;
   const STREAM = 'replicated';
   const password = generateSystemAccountPassword();
   const natsConf = renderNatsConf(input(spec), context);
@@ -240,7 +243,7 @@ describe('three servers from the rendered size-3 config', () => {
     }
   });
 
-  test("each server's limits are the CR's sizes in bytes", async () => {
+  test("each server's limits are the CR's memory size and its claim less headroom", async () => {
     for (const server of running().servers) {
       const varz = (await monitor(server, 'varz')) as {
         server_name: string;
@@ -383,5 +386,68 @@ describe('a server with memory storage disabled', () => {
     } finally {
       await nc.close();
     }
+  });
+});
+
+describe('the memory and disk guards on a real server', () => {
+  let cluster: LoopbackCluster | undefined;
+  afterEach(async () => {
+    await cluster?.stop();
+    cluster = undefined;
+  });
+
+  /** The nats container's GOMEMLIMIT in the rendered StatefulSet, if any. */
+  function renderedGoMemLimit(spec: NatsSpec): string | undefined {
+    const statefulSet = renderStatefulSet(input(spec), context) as V1StatefulSet;
+    const nats = statefulSet.spec?.template.spec?.containers.find((c) => c.name === NATS_CONTAINER);
+    return nats?.env?.find((e) => e.name === GOMEMLIMIT_ENV)?.value;
+  }
+
+  async function startOne(spec: NatsSpec, env: Record<string, string>): Promise<RunningServer> {
+    cluster = await startLoopbackCluster({
+      natsServer,
+      natsConf: renderNatsConf(input(spec), context),
+      resolverConf: renderResolverConf('secret'),
+      names: podNames(1),
+      env,
+    });
+    const [server] = cluster.servers;
+    if (server === undefined) throw new Error('no server started');
+    return server;
+  }
+
+  interface Varz {
+    gomemlimit?: number;
+    jetstream: { config: { max_memory: number; max_storage: number } };
+  }
+
+  test('the rendered GOMEMLIMIT is the Go runtime limit and max_file_store the JetStream limit', async () => {
+    const spec: NatsSpec = {
+      cluster: { size: 1 },
+      jetStream: { fileStorage: { size: '2Gi' } },
+      resources: { limits: { memory: '512Mi' } },
+    };
+    const goMemLimit = renderedGoMemLimit(spec);
+    // 80% of 512Mi, and 2Gi less 256Mi, written out independently of the renderer.
+    expect(goMemLimit).toBe('429496729');
+    const server = await startOne(spec, { [GOMEMLIMIT_ENV]: goMemLimit ?? '' });
+    const varz = (await retrying(() => monitor(server, 'varz'), 10_000)) as Varz;
+    expect(server.exited()).toBe(false);
+    expect(varz.gomemlimit).toBe(429_496_729);
+    expect(varz.jetstream.config.max_storage).toBe(1_879_048_192);
+    const jsz = (await monitor(server, 'jsz')) as { config: { max_storage: number } };
+    expect(jsz.config.max_storage).toBe(1_879_048_192);
+  });
+
+  test('without a memory limit there is no GOMEMLIMIT and the server runs without one', async () => {
+    const spec: NatsSpec = {
+      cluster: { size: 1 },
+      resources: { requests: { memory: '64Mi' } },
+    };
+    expect(renderedGoMemLimit(spec)).toBeUndefined();
+    const server = await startOne(spec, {});
+    const varz = (await retrying(() => monitor(server, 'varz'), 10_000)) as Varz;
+    expect(varz.gomemlimit).toBeUndefined();
+    expect(varz.jetstream.config.max_storage).toBe(805_306_368); // 1Gi less 256Mi
   });
 });

@@ -10,12 +10,13 @@ import { connect } from '@nats-io/transport-node';
 import { NATS_FINALIZER, type Nats } from '../../src/api/nats.ts';
 import { createNatsController, type NatsController } from '../../src/controller/controller.ts';
 import { apiEventRecorder } from '../../src/controller/events.ts';
-import { requestJson, type KubeObject } from '../../src/kube/api.ts';
+import { clientFor, requestJson, type KubeObject } from '../../src/kube/api.ts';
 import { ensureBinaries } from '../../src/localplane/binaries.ts';
-import type { Logger } from '../../src/manager/log.ts';
+import type { Logger } from '../../src/base/log.ts';
 import { checkCustomerData } from '../../src/nats/customer-data.ts';
 import { DEFAULT_IMAGES } from '../../src/render/context.ts';
 import { NATS_CONF_KEY, RESOLVER_CONF_KEY } from '../../src/render/nats-conf.ts';
+import { instanceValue } from '../../src/render/labels.ts';
 import { objectNames } from '../../src/render/names.ts';
 import { systemAccountPasswordFrom } from '../../src/render/secret.ts';
 import {
@@ -169,7 +170,7 @@ beforeAll(async () => {
   await kubectl(['apply', '-f', PRIORITY_CLASS]);
   namespace = await createTestNamespace(kc, 'reconcile');
   controller = createNatsController({
-    kc,
+    client: clientFor(kc),
     settings: {
       natsName: NAME,
       natsNamespace: namespace,
@@ -179,7 +180,7 @@ beforeAll(async () => {
     },
     natsWatchNamespace: namespace,
     log: silent,
-    record: apiEventRecorder(kc, 'reconcile-test', silent),
+    record: apiEventRecorder(clientFor(kc), 'reconcile-test', silent),
     checkCustomerData: (url) => checkCustomerData(url, { timeoutMs: 2_000 }),
     natsUrl: () => natsUrl,
     metrics: {
@@ -205,7 +206,17 @@ test('a new NATS resource gets its finalizer, every child, owned by it, and Proc
   const nats = await natsWhere('status Processing', (n) => n.status?.state === 'Processing');
   const uid = nats.metadata?.uid ?? '';
   expect(nats.metadata?.finalizers).toContain(NATS_FINALIZER);
-  expect(condition(nats, 'Available')).toMatchObject({ status: 'False', observedGeneration: 1 });
+  // The Go manager's reasons while the StatefulSet rolls out.
+  expect(condition(nats, 'Available')).toMatchObject({
+    status: 'False',
+    reason: 'Deploying',
+    observedGeneration: 1,
+  });
+  expect(condition(nats, 'StatefulSet')).toMatchObject({ status: 'False', reason: 'Pending' });
+  expect(condition(nats, 'AvailabilityZones')).toMatchObject({
+    status: 'False',
+    reason: 'Pending',
+  });
   for (const child of CHILDREN) {
     const object = await eventually(`${child.kind} created`, () => getChild(child));
     expect(ownedByNats(object, uid)).toBe(true);
@@ -303,7 +314,7 @@ test('out-of-band edits of every child are put back', async () => {
     return (
       (now?.metadata.labels as Record<string, string> | undefined)?.[
         'app.kubernetes.io/instance'
-      ] === names.base
+      ] === instanceValue(NAME)
     );
   });
   expect(systemAccountPasswordFrom(await getChild(secret))).toBe(password);
@@ -312,6 +323,238 @@ test('out-of-band edits of every child are put back', async () => {
   for (const ms of Object.values(timings)) expect(ms).toBeLessThan(15_000);
   await eventRecorded('Restored');
 });
+
+async function eventMessages(reason: string): Promise<string[]> {
+  const list = (await requestJson(kc, {
+    method: 'GET',
+    path: `/api/v1/namespaces/${namespace}/events`,
+  })) as { items: { reason?: string; message?: string }[] };
+  return list.items.filter((e) => e.reason === reason).map((e) => e.message ?? '');
+}
+
+test('a Restored event names the field manager that changed the child, and how', async () => {
+  const pdb = childOf('PodDisruptionBudget');
+  // kubectl's own field manager for a patch, then one a script names itself.
+  await kubectl([
+    'patch',
+    '-n',
+    namespace,
+    'poddisruptionbudget',
+    pdb.name,
+    '--type=merge',
+    '-p',
+    JSON.stringify({ spec: { maxUnavailable: 2 } }),
+  ]);
+  const patched = await eventually('a Restored event naming kubectl-patch', async () =>
+    (await eventMessages('Restored')).find((m) => m.includes('by kubectl-patch')),
+  );
+  expect(patched).toMatch(
+    new RegExp(
+      `^Restored PodDisruptionBudget ${pdb.name}: spec\\.maxUnavailable was changed outside ` +
+        'the NATS resource by kubectl-patch \\(Update at \\d{4}-\\d\\d-\\d\\dT[\\d:]+Z\\)\\.$',
+    ),
+  );
+
+  const service = childOf('Service');
+  await kubectl([
+    'label',
+    '-n',
+    namespace,
+    'service',
+    service.name,
+    'example.com/added=by-hand',
+    '--field-manager=ops-script',
+  ]);
+  const labelled = await eventually('a Restored event naming ops-script', async () =>
+    (await eventMessages('Restored')).find((m) => m.includes('by ops-script')),
+  );
+  expect(labelled).toContain(
+    `Restored Service ${service.name}: metadata.labels.example.com/added was changed outside ` +
+      'the NATS resource by ops-script (Update at ',
+  );
+  await timed('the added label removed', async () => {
+    const now = await getChild(service);
+    return (
+      (now?.metadata.labels as Record<string, string> | undefined)?.['example.com/added'] ===
+      undefined
+    );
+  });
+});
+
+interface Edit {
+  readonly name: string;
+  readonly kind: string;
+  /** A JSON patch (RFC 6902) built from the child as it is; or a merge patch. */
+  readonly jsonPatch?: (object: KubeObject) => unknown[];
+  readonly mergePatch?: unknown;
+}
+
+const EXTRA_ENV = { name: 'EXTRA', value: 'added by hand' };
+
+// Every kind of out-of-band edit a user can make to a child: changed, added and removed fields,
+// keyed list entries, labels, annotations, ownership. Each must be put back in full.
+const EDITS: readonly Edit[] = [
+  {
+    name: 'ConfigMap nats.conf changed',
+    kind: 'ConfigMap',
+    mergePatch: { data: { [NATS_CONF_KEY]: 'port: 1\n' } },
+  },
+  { name: 'ConfigMap key added', kind: 'ConfigMap', mergePatch: { data: { extra: 'x' } } },
+  {
+    name: 'ConfigMap label added',
+    kind: 'ConfigMap',
+    mergePatch: { metadata: { labels: { extra: 'x' } } },
+  },
+  {
+    name: 'ConfigMap annotation added',
+    kind: 'ConfigMap',
+    mergePatch: { metadata: { annotations: { 'example.com/x': 'y' } } },
+  },
+  {
+    name: 'ConfigMap ownerReference removed',
+    kind: 'ConfigMap',
+    jsonPatch: () => [{ op: 'remove', path: '/metadata/ownerReferences' }],
+  },
+  {
+    name: 'Secret key added',
+    kind: 'Secret',
+    mergePatch: { data: { extra: Buffer.from('x').toString('base64') } },
+  },
+  {
+    name: 'Secret label changed',
+    kind: 'Secret',
+    mergePatch: { metadata: { labels: { 'app.kubernetes.io/instance': 'other' } } },
+  },
+  {
+    name: 'Service port number changed',
+    kind: 'Service',
+    jsonPatch: () => [{ op: 'replace', path: '/spec/ports/0/port', value: 4223 }],
+  },
+  {
+    name: 'Service port added',
+    kind: 'Service',
+    jsonPatch: () => [
+      { op: 'add', path: '/spec/ports/-', value: { name: 'extra', port: 9999, protocol: 'TCP' } },
+    ],
+  },
+  {
+    name: 'Service selector label added',
+    kind: 'Service',
+    mergePatch: { spec: { selector: { extra: 'x' } } },
+  },
+  {
+    name: 'StatefulSet replicas changed',
+    kind: 'StatefulSet',
+    mergePatch: { spec: { replicas: 4 } },
+  },
+  {
+    name: 'StatefulSet env var added',
+    kind: 'StatefulSet',
+    jsonPatch: () => [
+      { op: 'add', path: '/spec/template/spec/containers/0/env/-', value: EXTRA_ENV },
+    ],
+  },
+  {
+    name: 'StatefulSet image changed',
+    kind: 'StatefulSet',
+    jsonPatch: () => [
+      { op: 'replace', path: '/spec/template/spec/containers/0/image', value: 'nats:0.0.1' },
+    ],
+  },
+  {
+    name: 'StatefulSet containerPort changed',
+    kind: 'StatefulSet',
+    jsonPatch: () => [
+      {
+        op: 'replace',
+        path: '/spec/template/spec/containers/0/ports/0/containerPort',
+        value: 4223,
+      },
+    ],
+  },
+  {
+    name: 'StatefulSet volume added',
+    kind: 'StatefulSet',
+    jsonPatch: () => [
+      { op: 'add', path: '/spec/template/spec/volumes/-', value: { name: 'extra', emptyDir: {} } },
+    ],
+  },
+  {
+    name: 'StatefulSet pod annotation added',
+    kind: 'StatefulSet',
+    mergePatch: { spec: { template: { metadata: { annotations: { 'example.com/x': 'y' } } } } },
+  },
+  {
+    name: 'PodDisruptionBudget maxUnavailable changed',
+    kind: 'PodDisruptionBudget',
+    mergePatch: { spec: { maxUnavailable: 2 } },
+  },
+  {
+    name: 'PodDisruptionBudget label added',
+    kind: 'PodDisruptionBudget',
+    mergePatch: { metadata: { labels: { extra: 'x' } } },
+  },
+  {
+    name: 'DestinationRule TLS mode changed',
+    kind: 'DestinationRule',
+    mergePatch: { spec: { trafficPolicy: { tls: { mode: 'ISTIO_MUTUAL' } } } },
+  },
+];
+
+/** A child as we compare it: without what the API server maintains and the controllers' status. */
+function comparable(object: KubeObject | undefined): unknown {
+  if (object === undefined) return undefined;
+  const metadata = { ...object.metadata };
+  delete metadata.resourceVersion;
+  delete metadata.managedFields;
+  delete metadata.generation;
+  return { ...object, metadata, status: undefined };
+}
+
+test('full-state restore: every kind of out-of-band edit is put back, added fields included', async () => {
+  const timings: Record<string, number> = {};
+  const notRestored: string[] = [];
+  for (const edit of EDITS) {
+    const child = childOf(edit.kind);
+    const before = await getChild(child);
+    const path = `${child.path(namespace)}/${child.name}`;
+    await requestJson(kc, {
+      method: 'PATCH',
+      path,
+      body: before === undefined ? undefined : (edit.jsonPatch?.(before) ?? edit.mergePatch),
+      contentType:
+        edit.jsonPatch === undefined
+          ? 'application/merge-patch+json'
+          : 'application/json-patch+json',
+    });
+    const started = Date.now();
+    try {
+      await eventually(
+        edit.name,
+        async () =>
+          JSON.stringify(comparable(await getChild(child))) === JSON.stringify(comparable(before))
+            ? true
+            : undefined,
+        10_000,
+      );
+      timings[edit.name] = Date.now() - started;
+    } catch {
+      notRestored.push(`${edit.name}: ${JSON.stringify(comparable(await getChild(child)))}`);
+    }
+  }
+  const sorted = Object.values(timings).sort((a, b) => a - b);
+  process.stdout.write(
+    `[reconcile] full-state restore of ${String(EDITS.length)} edit kinds (ms): ` +
+      `p50 ${String(sorted[Math.floor(sorted.length / 2)] ?? 0)}, max ${String(sorted.at(-1) ?? 0)}: ` +
+      `${JSON.stringify(timings)}\n`,
+  );
+  expect(notRestored).toEqual([]);
+  expect(EDITS.length).toBeGreaterThanOrEqual(15);
+  // Restored for good: no write loops between the manager and what it restored.
+  const writesAfter = writes.length;
+  await new Promise((resolve) => setTimeout(resolve, 2_000));
+  expect(writes.slice(writesAfter)).toEqual([]);
+}, 240_000);
 
 test('every deleted child comes back', async () => {
   const timings: Record<string, number> = {};
@@ -480,13 +723,114 @@ test('a child the API server refuses turns the state to Error with its reason, u
   });
 }, 120_000);
 
+test('one child the API server refuses blocks no other: a StatefulSet deleted meanwhile comes back', async () => {
+  // Services refused in this namespace, as a quota or policy engine would.
+  const policy = `no-services-${namespace}`;
+  const admissionPath = '/apis/admissionregistration.k8s.io/v1';
+  await requestJson(kc, {
+    method: 'POST',
+    path: `${admissionPath}/validatingadmissionpolicies`,
+    body: {
+      apiVersion: 'admissionregistration.k8s.io/v1',
+      kind: 'ValidatingAdmissionPolicy',
+      metadata: { name: policy },
+      spec: {
+        failurePolicy: 'Fail',
+        matchConstraints: {
+          resourceRules: [
+            {
+              apiGroups: [''],
+              apiVersions: ['v1'],
+              operations: ['CREATE'],
+              resources: ['services'],
+            },
+          ],
+        },
+        validations: [{ expression: 'false', message: 'no new services here' }],
+      },
+    },
+  });
+  await requestJson(kc, {
+    method: 'POST',
+    path: `${admissionPath}/validatingadmissionpolicybindings`,
+    body: {
+      apiVersion: 'admissionregistration.k8s.io/v1',
+      kind: 'ValidatingAdmissionPolicyBinding',
+      metadata: { name: policy },
+      spec: {
+        policyName: policy,
+        validationActions: ['Deny'],
+        matchResources: {
+          namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': namespace } },
+        },
+      },
+    },
+  });
+  const service = childOf('Service');
+  const statefulSet = childOf('StatefulSet');
+  try {
+    await eventually('the policy in force', async () => {
+      try {
+        await requestJson(kc, {
+          method: 'POST',
+          path: service.path(namespace),
+          query: { dryRun: 'All' },
+          body: {
+            apiVersion: 'v1',
+            kind: 'Service',
+            metadata: { name: 'probe' },
+            spec: { ports: [{ port: 1 }] },
+          },
+        });
+        return undefined;
+      } catch {
+        return true;
+      }
+    });
+    await requestJson(kc, { method: 'DELETE', path: `${service.path(namespace)}/${service.name}` });
+    const failed = await natsWhere('state Error', (n) => n.status?.state === 'Error');
+    expect(condition(failed, 'StatefulSet')?.message).toContain('no new services here');
+    const before = await getChild(statefulSet);
+    await requestJson(kc, {
+      method: 'DELETE',
+      path: `${statefulSet.path(namespace)}/${statefulSet.name}`,
+    });
+    // The Service keeps failing, yet the StatefulSet is reconciled on its own.
+    await eventually('the StatefulSet recreated', async () => {
+      const now = await getChild(statefulSet);
+      return now !== undefined && now.metadata.uid !== before?.metadata.uid ? true : undefined;
+    });
+    expect(await getChild(service)).toBeUndefined();
+  } finally {
+    await requestJson(kc, {
+      method: 'DELETE',
+      path: `${admissionPath}/validatingadmissionpolicybindings/${policy}`,
+    });
+    await requestJson(kc, {
+      method: 'DELETE',
+      path: `${admissionPath}/validatingadmissionpolicies/${policy}`,
+    });
+  }
+  // Retried with backoff: the Service comes back once it is accepted.
+  await eventually('the Service back', () => getChild(service), 60_000);
+}, 120_000);
+
 test('a second NATS resource ends in Error/Forbidden, with no finalizer and no children', async () => {
   await applyNats(SPEC, 'second');
   const second = await eventually('second NATS refused', async () => {
     const nats = await getNats('second');
     return nats?.status?.state === 'Error' ? nats : undefined;
   });
-  expect(condition(second, 'Available')).toMatchObject({ status: 'False', reason: 'Forbidden' });
+  // The Go manager's message, which its users and tests match, comes first.
+  const goMessage =
+    `Only a single NATS CR with name: ${NAME} and namespace: ${namespace} is allowed to be ` +
+    'created in a Kyma cluster.';
+  for (const type of ['StatefulSet', 'Available']) {
+    expect(condition(second, type)).toMatchObject({ status: 'False', reason: 'Forbidden' });
+    expect(condition(second, type)?.message.startsWith(goMessage)).toBe(true);
+  }
+  await eventRecorded('Forbidden');
+  expect((await eventMessages('Forbidden')).some((m) => m.startsWith(goMessage))).toBe(true);
   expect(second.metadata?.finalizers ?? []).toEqual([]);
   expect(await get(`${childOf('StatefulSet').path(namespace)}/second`)).toBeUndefined();
   expect(await get(`${childOf('ConfigMap').path(namespace)}/second-config`)).toBeUndefined();
@@ -544,7 +888,7 @@ test('deletion waits while a real nats-server holds a customer stream, then clea
   );
 }, 150_000);
 
-test('an object squatting a child name is reported, not taken over, and the loop converges once it goes', async () => {
+test('an object squatting a child name is reported, not taken over, feeds no NATS server, and the loop converges once it goes', async () => {
   const configMap = childOf('ConfigMap');
   // The last NATS resource's children must be gone first: they are not owned by the next one.
   await eventually(
@@ -574,8 +918,18 @@ test('an object squatting a child name is reported, not taken over, and the loop
   expect(squatter.data).toEqual({ mine: 'do not touch' });
   expect(squatter.metadata.ownerReferences).toBeUndefined();
   await eventRecorded('NameConflict');
-  // The other children are there meanwhile.
-  expect(await getChild(childOf('StatefulSet'))).toBeDefined();
+  expect(condition(nats, 'StatefulSet')?.message).toContain(
+    'StatefulSet not applied while ConfigMap is not ours',
+  );
+  // The children that do not read the squatted ConfigMap are there meanwhile; the StatefulSet,
+  // whose servers would run the squatter's nats.conf, is not.
+  await eventually('the other children', async () => {
+    const others = await Promise.all(
+      ['Secret', 'Service', 'PodDisruptionBudget'].map((kind) => getChild(childOf(kind))),
+    );
+    return others.every((object) => object !== undefined) ? true : undefined;
+  });
+  expect(await getChild(childOf('StatefulSet'))).toBeUndefined();
 
   await requestJson(kc, {
     method: 'DELETE',
@@ -584,4 +938,5 @@ test('an object squatting a child name is reported, not taken over, and the loop
   await natsWhere('state Processing', (n) => n.status?.state === 'Processing');
   const ours = await eventually('our ConfigMap', () => getChild(configMap));
   expect(ownedByNats(ours, (await getNats())?.metadata?.uid ?? '')).toBe(true);
+  await eventually('the StatefulSet', () => getChild(childOf('StatefulSet')));
 }, 120_000);

@@ -5,7 +5,13 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { loadAll, load } from 'js-yaml';
 import { findDrift } from '../../src/controller/drift.ts';
 import { ensureCrd } from '../../src/kube/crd.ts';
-import { KubeApiError, applyObject, createObject, type KubeObject } from '../../src/kube/api.ts';
+import {
+  KubeApiError,
+  applyObject,
+  clientFor,
+  createObject,
+  type KubeObject,
+} from '../../src/kube/api.ts';
 import {
   createTestNamespace,
   deleteTestNamespace,
@@ -29,7 +35,7 @@ function goldenObjects(file: string): KubeObject[] {
 async function installDestinationRuleCrd(kc: ReturnType<typeof testKubeConfig>): Promise<void> {
   // Apply is idempotent, so suites and earlier runs on this plane may have installed it already.
   await ensureCrd(
-    kc,
+    clientFor(kc),
     load(readFileSync(DESTINATION_RULE_CRD, 'utf8')) as KubeObject,
     'nats-manager-tests',
   );
