@@ -8,7 +8,7 @@
 //
 //   node bench/reconcile.ts [rounds]
 import { findDrift } from '../src/controller/drift.ts';
-import { FIELD_MANAGER } from '../src/controller/reconciler.ts';
+import { FIELD_MANAGER } from '../src/controller/plan.ts';
 import { applyObject, requestJson, type KubeObject } from '../src/kube/api.ts';
 import { startLocalPlane } from '../src/localplane/plane.ts';
 import { DEFAULT_IMAGES } from '../src/render/context.ts';
