@@ -3,7 +3,7 @@
 export interface KubeObject {
   apiVersion: string;
   kind: string;
-  metadata: { name?: string; namespace?: string; [key: string]: unknown };
+  metadata: { name?: string; namespace?: string; uid?: string; [key: string]: unknown };
   [key: string]: unknown;
 }
 

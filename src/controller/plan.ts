@@ -849,7 +849,13 @@ export function planReconcile({ nats, settings, observed }: PlanInput): Plan {
 
 /** How one write of an apply plan went. */
 export type WriteResult =
-  | { readonly write: ChildWrite; readonly ok: true; readonly object: KubeObject }
+  | {
+      readonly write: ChildWrite;
+      readonly ok: true;
+      readonly object: KubeObject;
+      /** Found done already (a deletion under way): nothing written, no event. */
+      readonly repeated?: boolean;
+    }
   | { readonly write: ChildWrite; readonly ok: false; readonly error: string };
 
 export interface Settled {
@@ -923,7 +929,7 @@ export function settleApply(
     r.ok ? [] : [`${describeObject(r.write.object)}: ${r.error}`],
   );
   const written = results.flatMap((r) => (r.ok ? [r] : []));
-  const events = written.map((r) => r.write.event);
+  const events = written.flatMap((r) => (r.repeated === true ? [] : [r.write.event]));
   const problems = problemsOf(plan, failed);
   if (problems.length > 0)
     return settleProblems({ nats, settings, observed }, plan, {

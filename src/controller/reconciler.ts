@@ -11,7 +11,7 @@ import { errorMessage } from '../base/json.ts';
 import type { Logger } from '../base/log.ts';
 import { describeObject, refOf, type KubeObject, type ObjectRef } from '../base/object.ts';
 import type { KubeClient } from '../kube/client.ts';
-import { collectionPath, resourcePath } from '../kube/resources.ts';
+import { collectionPath } from '../kube/resources.ts';
 import { isApiStatus } from '../kube/transport.ts';
 import type { CustomerDataCheck } from '../nats/customer-data.ts';
 import { clusterHealth, type MonitoredPod, type ServerHealth } from '../nats/monitoring.ts';
@@ -474,23 +474,19 @@ class Run {
         .map(async ({ ref, uid }) => {
           this.deps.onWrite?.(ref.kind, 'delete');
           try {
-            await this.deps.client.request({
-              method: 'DELETE',
-              path: resourcePath(ref.apiVersion, ref.kind, ref.namespace, ref.name),
-              body: {
-                apiVersion: 'v1',
-                kind: 'DeleteOptions',
-                preconditions: { uid },
-                propagationPolicy: 'Background',
-              },
+            const deleted = await this.deps.client.delete(ref, {
+              uid,
+              propagationPolicy: 'Background',
               signal: this.signal,
             });
-            this.log.info('deleted a child of an earlier NATS resource', {
-              child: describeObject(ref),
-            });
+            if (deleted) {
+              this.log.info('deleted a child of an earlier NATS resource', {
+                child: describeObject(ref),
+              });
+            }
           } catch (error) {
             if (this.signal?.aborted === true) throw error;
-            // Gone meanwhile (404) or replaced (409): the next look decides again.
+            // Replaced meanwhile (409): the next look decides again.
             this.log.info('child of an earlier NATS resource not deleted', {
               child: describeObject(ref),
               error: errorMessage(error),
@@ -509,12 +505,11 @@ class Run {
     const namespace = this.nats.metadata?.namespace ?? '';
     this.deps.onWrite?.('Pod', 'delete');
     try {
-      await this.deps.client.request({
-        method: 'DELETE',
-        path: `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(rollout.pod)}`,
-        body: { apiVersion: 'v1', kind: 'DeleteOptions', preconditions: { uid: rollout.uid } },
-        signal: this.signal,
-      });
+      const pod = { apiVersion: 'v1', kind: 'Pod', namespace, name: rollout.pod };
+      if (!(await this.deps.client.delete(pod, { uid: rollout.uid, signal: this.signal }))) {
+        this.log.info('pod not restarted', { pod: rollout.pod, error: 'gone already' });
+        return { ok: false, error: 'the pod was gone already' };
+      }
       this.log.info('restarting pod for the rollout', { pod: rollout.pod });
       return { ok: true };
     } catch (error) {
@@ -623,20 +618,18 @@ class Run {
     this.deps.onWrite?.(write.object.kind, 'apply');
     try {
       const options = { fieldManager: FIELD_MANAGER, signal: this.signal };
+      if (write.action === 'recreate') return await this.deleteLeavingPods(write);
       const object =
         write.action === 'takeover'
           ? await this.takeOver(write)
-          : write.action === 'recreate'
-            ? await this.deleteLeavingPods(write)
-            : write.action === 'replace'
-              ? await client.update(write.object, options)
-              : await client.apply(write.object, options);
+          : write.action === 'replace'
+            ? await client.update(write.object, options)
+            : await client.apply(write.object, options);
       const done = {
         create: 'created',
         replace: 'replaced',
         apply: 'applied',
         takeover: 'taken over from the legacy field manager',
-        recreate: 'deleted leaving its pods, to be created again',
       } as const;
       this.log.info(done[write.action], {
         child: describeObject(write.object),
@@ -654,25 +647,31 @@ class Run {
   /**
    * Deletes the StatefulSet of a storage growth with propagationPolicy Orphan: its pods (and
    * their claims) stay and keep serving, and the StatefulSet created again adopts them. Exactly
-   * the observed one (a uid precondition). Returns the live object, which the status reads.
+   * the observed one (a uid precondition), and only if a fresh read still finds it standing: a
+   * cache that has not yet seen the deletion must not ask for it twice, and one gone already is
+   * what was wanted, not a failure that would end the growth in an Error status.
    */
-  private async deleteLeavingPods(write: ChildWrite): Promise<KubeObject> {
+  private async deleteLeavingPods(write: ChildWrite): Promise<WriteResult> {
     const live = write.live ?? write.object;
-    const { apiVersion, kind } = live;
-    const namespace = live.metadata.namespace ?? this.nats.metadata?.namespace ?? '';
-    this.deps.onWrite?.(kind, 'delete');
-    await this.deps.client.request({
-      method: 'DELETE',
-      path: resourcePath(apiVersion, kind, namespace, live.metadata.name ?? ''),
-      body: {
-        apiVersion: 'v1',
-        kind: 'DeleteOptions',
+    const ref = refOf(live);
+    const fresh = await this.deps.client.get(ref, { signal: this.signal });
+    const standing =
+      fresh !== undefined &&
+      fresh.metadata.uid === live.metadata.uid &&
+      fresh.metadata.deletionTimestamp === undefined;
+    this.deps.onWrite?.(live.kind, 'delete');
+    const deleted =
+      standing &&
+      (await this.deps.client.delete(ref, {
+        uid: live.metadata.uid,
         propagationPolicy: 'Orphan',
-        preconditions: { uid: live.metadata.uid },
-      },
-      signal: this.signal,
-    });
-    return live;
+        signal: this.signal,
+      }));
+    this.log.info(
+      deleted ? 'deleted leaving its pods, to be created again' : 'being deleted already',
+      { child: describeObject(live) },
+    );
+    return { write, ok: true, object: fresh ?? live, ...(deleted ? {} : { repeated: true }) };
   }
 
   /** Raises the storage request of each claim a storage growth names; refusals are reported. */

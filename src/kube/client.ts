@@ -60,6 +60,13 @@ export interface ApplyOptions extends WriteOptions {
 
 export type PatchType = 'merge' | 'json';
 
+export interface DeleteOptions extends CallOptions {
+  /** Only the object with this uid: one re-created meanwhile under the name is left alone (409). */
+  readonly uid?: string;
+  /** What happens to its dependents; Orphan keeps a StatefulSet's pods running. */
+  readonly propagationPolicy?: 'Orphan' | 'Background' | 'Foreground';
+}
+
 export interface PatchOptions extends WriteOptions {
   readonly type: PatchType;
   readonly subresource?: string;
@@ -80,9 +87,22 @@ export interface KubeClient {
   /** Replaces the status subresource. */
   status<T = KubeObject>(object: KubeObject, options?: CallOptions): Promise<T>;
   /** Whether it was there to delete (false: already gone). */
-  delete(ref: ObjectRef, options?: CallOptions): Promise<boolean>;
+  delete(ref: ObjectRef, options?: DeleteOptions): Promise<boolean>;
   /** Anything else the API serves (reviews, /version): a JSON exchange with the same deadline. */
   request(request: HttpRequest): Promise<unknown>;
+}
+
+function deleteBody(options: DeleteOptions | undefined): { body?: unknown } {
+  const { uid, propagationPolicy } = options ?? {};
+  if (uid === undefined && propagationPolicy === undefined) return {};
+  return {
+    body: {
+      apiVersion: 'v1',
+      kind: 'DeleteOptions',
+      ...(uid === undefined ? {} : { preconditions: { uid } }),
+      ...(propagationPolicy === undefined ? {} : { propagationPolicy }),
+    },
+  };
 }
 
 function pathOf(ref: ObjectRef, subresource?: string): string {
@@ -199,7 +219,12 @@ export function kubeClientOn(transport: Transport): KubeClient {
       }),
     delete: async (ref, options) => {
       try {
-        await json({ method: 'DELETE', path: pathOf(ref), ...call(options) });
+        await json({
+          method: 'DELETE',
+          path: pathOf(ref),
+          ...deleteBody(options),
+          ...call(options),
+        });
         return true;
       } catch (error) {
         if (isApiStatus(error, 404)) return false;

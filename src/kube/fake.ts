@@ -4,7 +4,7 @@
 // informers sync on the stored objects and see no later change.
 import { PassThrough } from 'node:stream';
 import type { KubeObject, ObjectRef } from '../base/object.ts';
-import type { KubeClient, ObjectList, WatchResponse } from './client.ts';
+import type { DeleteOptions, KubeClient, ObjectList, WatchResponse } from './client.ts';
 import { collectionPath, resourcePath } from './resources.ts';
 import { KubeApiError, type CallOptions } from './transport.ts';
 
@@ -131,9 +131,13 @@ export function createFakeKubeClient(): FakeKubeClient {
       if (current === undefined) throw new KubeApiError('PUT', path, 404, {});
       return store({ ...current, status: object.status }) as T;
     },
-    delete: async (ref, options) => {
+    delete: async (ref, options?: DeleteOptions) => {
       const path = pathOf(ref);
-      await enter({ verb: 'delete', path }, options);
+      await enter({ verb: 'delete', path, body: options }, options);
+      const uid = objects.get(path)?.metadata.uid;
+      if (options?.uid !== undefined && uid !== undefined && uid !== options.uid) {
+        throw new KubeApiError('DELETE', path, 409, { reason: 'Conflict' });
+      }
       return objects.delete(path);
     },
     request: () => Promise.reject(new Error('the fake client serves no raw requests')),

@@ -10,7 +10,7 @@ import {
   NatsReconciler,
   type ReconcilerDeps,
 } from '../../src/controller/reconciler.ts';
-import { createFakeKubeClient, type FakeKubeClient } from '../../src/kube/fake.ts';
+import { createFakeKubeClient, type FakeCall, type FakeKubeClient } from '../../src/kube/fake.ts';
 import { KubeApiError } from '../../src/kube/transport.ts';
 import { DEFAULT_IMAGES } from '../../src/render/context.ts';
 import { eventually } from '../support/kube.ts';
@@ -207,6 +207,79 @@ describe('the reconcile executor growing the volume claims', () => {
     );
     expect(events.map((e) => e.reason)).toContain('StorageGrowthRefused');
     expect(result.requeueAfterMs).toBe(SETTINGS.recheckMs);
+  });
+});
+
+describe('the reconcile executor re-creating the StatefulSet of a growth', () => {
+  const STS_REF = {
+    apiVersion: 'apps/v1',
+    kind: 'StatefulSet',
+    namespace: 'kyma-system',
+    name: 'eventing-nats',
+  };
+
+  /** A cluster of one whose claim has grown to 4Gi while its StatefulSet still asks for 1Gi. */
+  async function claimGrown(client: FakeKubeClient): Promise<KubeObject> {
+    const stored = client.put(natsObject());
+    await new NatsReconciler(setup(client, stored).deps).reconcile('kyma-system', 'eventing-nats');
+    client.put({
+      apiVersion: 'v1',
+      kind: 'PersistentVolumeClaim',
+      metadata: { name: 'eventing-nats-js-pvc-eventing-nats-0', namespace: 'kyma-system' },
+      spec: { resources: { requests: { storage: '4Gi' } } },
+      status: { phase: 'Bound', capacity: { storage: '4Gi' } },
+    });
+    const current = client.stored(NATS_REF) ?? stored;
+    return client.put({
+      ...current,
+      spec: { cluster: { size: 1 }, jetStream: { fileStorage: { size: '4Gi' } } },
+    });
+  }
+
+  const deletes = (client: FakeKubeClient, from: number): FakeCall[] =>
+    client.calls.slice(from).filter((c) => c.verb === 'delete');
+
+  it('deletes exactly the observed StatefulSet, leaving its pods', async () => {
+    const client = createFakeKubeClient();
+    const stored = await claimGrown(client);
+    const uid = client.stored(STS_REF)?.metadata.uid;
+    const before = client.calls.length;
+    const { deps, events } = setup(client, stored);
+    await new NatsReconciler(deps).reconcile('kyma-system', 'eventing-nats');
+    expect(deletes(client, before)).toEqual([
+      {
+        verb: 'delete',
+        path: '/apis/apps/v1/namespaces/kyma-system/statefulsets/eventing-nats',
+        body: expect.objectContaining({ uid, propagationPolicy: 'Orphan' }) as unknown,
+      },
+    ]);
+    expect(client.stored(STS_REF)).toBeUndefined();
+    expect(events.map((e) => e.reason)).toContain('Recreating');
+  });
+
+  it('a cache that still shows the deleted StatefulSet asks for no second deletion and no Error', async () => {
+    const client = createFakeKubeClient();
+    const stored = await claimGrown(client);
+    const stale = client.stored(STS_REF);
+    await new NatsReconciler(setup(client, stored).deps).reconcile('kyma-system', 'eventing-nats');
+    const before = client.calls.length;
+    const { deps, events } = setup(client, client.stored(NATS_REF) ?? stored);
+    const staleCache = {
+      get: (_namespace: string | undefined, name: string) =>
+        name === STS_REF.name ? stale : undefined,
+    };
+    const result = await new NatsReconciler({
+      ...deps,
+      childCache: (kind) => (kind === 'apps/v1/StatefulSet' ? staleCache : undefined),
+    }).reconcile('kyma-system', 'eventing-nats');
+    expect(deletes(client, before)).toEqual([]);
+    expect(events.map((e) => e.reason)).not.toContain('Recreating');
+    expect(result.children?.map((c) => c.error)).toEqual([undefined]);
+    const status = client.stored(NATS_REF)?.status as Nats['status'];
+    expect(status?.state).toBe('Processing');
+    expect(status?.conditions?.find((c) => c.type === 'StatefulSet')?.message).toMatch(
+      /^Growing the volume claims to 4Gi: /,
+    );
   });
 });
 
