@@ -123,6 +123,8 @@ export interface Observations {
    * while a storage growth re-creates it).
    */
   readonly volumeClaims?: readonly ObservedClaim[];
+  /** NATS pods that run with no controller; counted while there is no StatefulSet. */
+  readonly orphanedPods?: number;
   readonly now: Date;
 }
 
@@ -524,6 +526,7 @@ function planStorageGrowth(
     size: spec.cluster.size,
     claims: observed.volumeClaims,
     wasGrowing: wasGrowing(nats),
+    orphanedPods: observed.orphanedPods ?? 0,
   });
   // A scale-down first: only max_file_store still follows the claims.
   return scaleDown?.progress === undefined

@@ -131,6 +131,7 @@ interface PodView {
     uid?: string;
     labels?: Record<string, string>;
     deletionTimestamp?: string;
+    ownerReferences?: { controller?: boolean }[];
   };
   spec?: { nodeName?: string };
   status?: {
@@ -150,6 +151,14 @@ function rolloutPod(pod: PodView): RolloutPod {
     ready: pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true,
     ...(pod.status?.startTime === undefined ? {} : { startedAt: pod.status.startTime }),
   };
+}
+
+/** A pod running with no controller: its StatefulSet was deleted leaving it. */
+function isOrphan(pod: PodView): boolean {
+  return (
+    pod.metadata?.deletionTimestamp === undefined &&
+    !(pod.metadata?.ownerReferences ?? []).some((owner) => owner.controller === true)
+  );
 }
 
 /** The parts of a PersistentVolumeClaim a storage growth reads. */
@@ -277,9 +286,12 @@ class Run {
         : await this.scaleDownObservations(statefulSet, children, size, pods ?? []);
     // Without a StatefulSet as well: one deleted by a growth is created again from its claims.
     const volumeClaims = await this.observedClaims(natsName);
+    const orphanedPods =
+      statefulSet === undefined ? (await this.natsPods(namespace)).filter(isOrphan).length : 0;
     return {
       children,
       volumeClaims,
+      orphanedPods,
       servedCrd: this.deps.servedCrd,
       newPassword: generateSystemAccountPassword(),
       ...(pods === undefined ? {} : { pods: pods.map(rolloutPod) }),

@@ -47,6 +47,8 @@ export interface StorageGrowthObservation {
   readonly claims: readonly ObservedClaim[];
   /** The last status said a growth was under way. */
   readonly wasGrowing: boolean;
+  /** NATS pods running with no controller: a StatefulSet was deleted leaving them. */
+  readonly orphanedPods: number;
 }
 
 /**
@@ -131,6 +133,12 @@ export function decideStorageGrowth(observed: StorageGrowthObservation): Storage
   }
   if (recreating) {
     return step('create', `creating the StatefulSet again with the ${size} claim template`);
+  }
+  // Pods left running by a deleted StatefulSet, with no growth in sight (its status lost to a
+  // failed write, or a user's orphaning delete): the StatefulSet created again adopts them,
+  // and is announced as such, with no growth to report.
+  if (!observed.statefulSetExists && observed.orphanedPods > 0) {
+    return { patchClaims: [], size, statefulSet: 'create', storeSize };
   }
   const waiting = [
     ...unbound.map((c) => `${c.ref.name} to be bound`),

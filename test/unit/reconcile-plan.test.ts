@@ -968,6 +968,24 @@ describe('the reconcile plan while the volume claims grow (storage-growth.ts dec
     expect(template).toBe('4Gi');
   });
 
+  test('its pods left running say so when the status no longer does: Recreated, no Restored', () => {
+    // A failed write turned the status to Error meanwhile, and the volumes have grown.
+    const resource = grownSpec(nats({ reconciled: true }));
+    const without = converged().filter((c) => c.kind !== 'StatefulSet');
+    const orphaned = { volumeClaims: claims('4Gi', '4Gi'), orphanedPods: 3 };
+    const created = applyPlan(resource, observed(without, orphaned)).writes.find(
+      (w) => w.child.kind === 'StatefulSet',
+    );
+    expect(created?.action).toBe('create');
+    expect(created?.event).toMatchObject({ type: 'Normal', reason: 'Recreated' });
+    // Deleted with its pods: put back, and the Warning says it was deleted.
+    const restored = applyPlan(
+      resource,
+      observed(without, { volumeClaims: claims('4Gi', '4Gi') }),
+    ).writes.find((w) => w.child.kind === 'StatefulSet');
+    expect(restored?.event).toMatchObject({ type: 'Warning', reason: 'Restored' });
+  });
+
   test('max_file_store follows the volumes: the smallest capacity, then the new size', () => {
     const resource = grownSpec(nats({ reconciled: true }));
     const children = replaced(

@@ -37,6 +37,7 @@ function observe(fields: Partial<StorageGrowthObservation> = {}): StorageGrowthO
     size: 3,
     claims: [claim(0), claim(1), claim(2)],
     wasGrowing: false,
+    orphanedPods: 0,
     ...fields,
   };
 }
@@ -135,6 +136,21 @@ describe('decideStorageGrowth', () => {
       observe({ template: undefined, statefulSetExists: false, wasGrowing: false, desired: '1Gi' }),
     );
     expect(notGrowing.statefulSet).not.toBe('create');
+  });
+
+  test('3. creates it again, adopting the pods it left, when nothing else says a growth ran', () => {
+    // The status lost its mark to a failed write and the volumes have grown: the pods left
+    // running without a controller still say the StatefulSet was deleted leaving them.
+    const gone = { template: undefined, statefulSetExists: false, wasGrowing: false };
+    const step = decideStorageGrowth(
+      observe({ ...gone, orphanedPods: 3, claims: [grown(0), grown(1), grown(2)] }),
+    );
+    expect(step).toEqual({ patchClaims: [], size: '4Gi', statefulSet: 'create', storeSize: '4Gi' });
+    // Deleted with its pods (they are still owned while they go): a plain re-creation.
+    const deleted = decideStorageGrowth(
+      observe({ ...gone, orphanedPods: 0, claims: [grown(0), grown(1), grown(2)] }),
+    );
+    expect(deleted.statefulSet).toBe('write');
   });
 
   test('4. waits for the volumes, max_file_store at the smallest capacity so far', () => {
