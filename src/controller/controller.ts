@@ -9,8 +9,10 @@ import {
   type Nats,
 } from '../api/nats.ts';
 import type { Logger } from '../base/log.ts';
+import { errorMessage } from '../base/json.ts';
 import type { KubeObject } from '../base/object.ts';
 import type { KubeClient } from '../kube/client.ts';
+import { isApiStatus } from '../kube/transport.ts';
 import { collectionPath, resourcePath } from '../kube/resources.ts';
 import type { CustomerDataCheck } from '../nats/customer-data.ts';
 import { childKey, CHILD_KINDS, type ChildKind } from '../render/children.ts';
@@ -125,12 +127,17 @@ export function createNatsController(options: NatsControllerOptions): NatsContro
     },
     onError: (key, error, retryInMs) => {
       const slash = key.indexOf('/');
-      log.error('reconcile failed', {
-        namespace: key.slice(0, slash),
-        name: key.slice(slash + 1),
-        retryInMs,
-        error,
-      });
+      const where = { namespace: key.slice(0, slash), name: key.slice(slash + 1), retryInMs };
+      // A write guarded by a resourceVersion the cache had not caught up with: routine under
+      // optimistic concurrency, and retried at once, so no error for an operator to chase.
+      if (isApiStatus(error, 409)) {
+        log.info('reconciling again: the resource changed meanwhile', {
+          ...where,
+          error: errorMessage(error),
+        });
+        return;
+      }
+      log.error('reconcile failed', { ...where, error });
     },
   });
   const enqueue = (key: string): void => {
