@@ -81,9 +81,23 @@ export interface NodeContext {
   readonly freePort: () => Promise<number>;
 }
 
+/** What restarting one worker took. */
+export interface WorkerRestart {
+  readonly worker: string;
+  /** Containers that were running on it and were killed, as a power cut would. */
+  readonly containersKilled: number;
+  /** From stopping the kubelet to the kubelet serving again. */
+  readonly downMs: number;
+}
+
 export interface RunningNode {
   readonly info: LocalNode;
   readonly snapshot: HostSnapshot;
+  /**
+   * Restarts one worker as a reboot would: its kubelet stops, every container on it is killed,
+   * containerd stops; then containerd and the kubelet start again with their state on disk.
+   */
+  restartWorker(name: string): Promise<WorkerRestart>;
   stop(): Promise<void>;
 }
 
@@ -583,6 +597,19 @@ class VolumePool {
   }
 }
 
+/** How a worker's kubelet is started, kept to start it again. */
+interface KubeletLaunch {
+  readonly worker: Worker;
+  readonly args: string[];
+  readonly healthzPort: number;
+}
+
+interface WorkerProcesses {
+  readonly containerd: PlaneProcess;
+  readonly kubelet: PlaneProcess;
+  readonly launch: KubeletLaunch;
+}
+
 function writeKeyPair(pki: string, name: string, pair: KeyPair): void {
   writeFileSync(join(pki, `${name}.crt`), pair.certPem, { mode: 0o600 });
   writeFileSync(join(pki, `${name}.key`), pair.keyPem, { mode: 0o600 });
@@ -651,6 +678,9 @@ export async function startNode(ctx: NodeContext): Promise<RunningNode> {
     key: ctx.admin.keyPem,
   };
   const api = (path: string): string => `${ctx.server}${path}`;
+  const workers = new Map<string, WorkerProcesses>();
+  let restartWorker = (name: string): Promise<WorkerRestart> =>
+    Promise.reject(new Error(`worker ${name} has not started`));
   const start = (name: string, bin: string, args: string[]): PlaneProcess => {
     const proc = startProcess(ctx.dir, name, bin, args);
     processes.push(proc);
@@ -735,26 +765,46 @@ export async function startNode(ctx: NodeContext): Promise<RunningNode> {
 
     // The shim must be on containerd's PATH; runc comes from the Debian package.
     const containerdPath = `${dirnameOf(ctx.bins['containerd-shim-runc-v2'])}:${process.env.PATH ?? ''}:/usr/sbin:/sbin`;
-    const startWorker = async (worker: Worker): Promise<void> => {
-      const dir = workerDir(worker);
-      const socket = socketOf(worker);
-      const suffix = worker.name.slice(worker.name.lastIndexOf('-'));
-      // containerd, with the images imported under the names pods use.
-      const containerdConf = join(dir, 'containerd.toml');
-      writeFileSync(containerdConf, containerdConfig(dir, socket));
-      const containerd = start(`containerd${suffix}`, '/usr/bin/env', [
+    const ctrOf =
+      (worker: Worker) =>
+      (args: string[], timeoutMs?: number): Promise<{ ok: boolean; out: string }> =>
+        exec(
+          ctx.bins.ctr,
+          [`--address=${socketOf(worker)}`, '--namespace=k8s.io', ...args],
+          timeoutMs,
+        );
+    const suffixOf = (worker: Worker): string => worker.name.slice(worker.name.lastIndexOf('-'));
+    const launchContainerd = async (worker: Worker): Promise<PlaneProcess> => {
+      const containerdConf = join(workerDir(worker), 'containerd.toml');
+      const containerd = start(`containerd${suffixOf(worker)}`, '/usr/bin/env', [
         `PATH=${containerdPath}`,
         ctx.bins.containerd,
         `--config=${containerdConf}`,
         '--log-level=warn',
       ]);
-      const ctr = (args: string[], timeoutMs?: number): Promise<{ ok: boolean; out: string }> =>
-        exec(ctx.bins.ctr, [`--address=${socket}`, '--namespace=k8s.io', ...args], timeoutMs);
+      const ctr = ctrOf(worker);
       await waitUntil(
         containerd,
         'containerd to serve',
         async () => (await ctr(['version'], 5_000)).ok,
       );
+      return containerd;
+    };
+    const launchKubelet = async (launch: KubeletLaunch): Promise<PlaneProcess> => {
+      const kubelet = start(`kubelet${suffixOf(launch.worker)}`, ctx.bins.kubelet, launch.args);
+      const healthz = `http://127.0.0.1:${String(launch.healthzPort)}/healthz`;
+      await waitUntil(kubelet, `the kubelet of ${launch.worker.name} to serve`, async () => {
+        return (await httpGet(healthz)).status === 200;
+      });
+      return kubelet;
+    };
+    const startWorker = async (worker: Worker): Promise<void> => {
+      const dir = workerDir(worker);
+      const socket = socketOf(worker);
+      // containerd, with the images imported under the names pods use.
+      writeFileSync(join(dir, 'containerd.toml'), containerdConfig(dir, socket));
+      const containerd = await launchContainerd(worker);
+      const ctr = ctrOf(worker);
       for (const image of ctx.images) {
         const result = await ctr(['images', 'import', image.archive], 120_000);
         if (!result.ok) throw new Error(`importing ${image.name}: ${result.out.trim()}`);
@@ -782,16 +832,22 @@ export async function startNode(ctx: NodeContext): Promise<RunningNode> {
         kubeletConf,
         kubeletConfig({ workerDir: dir, worker, socket, ports: kubeletPorts, pki }),
       );
-      const kubelet = start(`kubelet${suffix}`, ctx.bins.kubelet, [
-        `--config=${kubeletConf}`,
-        `--kubeconfig=${kubeletKubeconfig}`,
-        `--root-dir=${join(dir, 'kubelet')}`,
-        `--cert-dir=${pki}`,
-        `--hostname-override=${worker.name}`,
-        `--node-ip=${NODE_NETWORK.gateway}`,
-        `--node-labels=topology.kubernetes.io/zone=${worker.zone}`,
-        '--v=1',
-      ]);
+      const launch: KubeletLaunch = {
+        worker,
+        healthzPort: kubeletPorts.kubeletHealthz,
+        args: [
+          `--config=${kubeletConf}`,
+          `--kubeconfig=${kubeletKubeconfig}`,
+          `--root-dir=${join(dir, 'kubelet')}`,
+          `--cert-dir=${pki}`,
+          `--hostname-override=${worker.name}`,
+          `--node-ip=${NODE_NETWORK.gateway}`,
+          `--node-labels=topology.kubernetes.io/zone=${worker.zone}`,
+          '--v=1',
+        ],
+      };
+      const kubelet = await launchKubelet(launch);
+      workers.set(worker.name, { containerd, kubelet, launch });
       await waitUntil(kubelet, `node ${worker.name} Ready`, async () => {
         const res = await planeRequest(api(`/api/v1/nodes/${worker.name}`), adminTls);
         if (res.status !== 200) return false;
@@ -804,6 +860,24 @@ export async function startNode(ctx: NodeContext): Promise<RunningNode> {
       });
     };
     await Promise.all(WORKERS.map(startWorker));
+    restartWorker = async (name: string): Promise<WorkerRestart> => {
+      const running = workers.get(name);
+      if (running === undefined)
+        throw new Error(`no worker ${name}: ${[...workers.keys()].join(', ')}`);
+      const { worker } = running.launch;
+      const stoppedAt = Date.now();
+      await stopProcess(running.kubelet, 3_000);
+      // A power cut: no container gets to stop on its own, and no kubelet sees them go.
+      const ctr = ctrOf(worker);
+      const tasks = (await ctr(['tasks', 'ls', '--quiet'], 10_000)).out.split('\n');
+      const ids = tasks.map((id) => id.trim()).filter((id) => id !== '');
+      await Promise.all(ids.map((id) => ctr(['tasks', 'kill', '--signal', 'SIGKILL', id], 10_000)));
+      await stopProcess(running.containerd, 5_000);
+      const containerd = await launchContainerd(worker);
+      const kubelet = await launchKubelet(running.launch);
+      workers.set(name, { containerd, kubelet, launch: running.launch });
+      return { worker: name, containersKilled: ids.length, downMs: Date.now() - stoppedAt };
+    };
 
     await waitUntil(scheduler, 'kube-scheduler /healthz', async () => {
       return (
@@ -828,7 +902,7 @@ export async function startNode(ctx: NodeContext): Promise<RunningNode> {
       images: ctx.images.map((image) => image.name),
       startedInMs: Date.now() - started,
     };
-    return { info, snapshot, stop };
+    return { info, snapshot, restartWorker: (name) => restartWorker(name), stop };
   } catch (error) {
     await stop();
     throw error;

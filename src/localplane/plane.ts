@@ -34,6 +34,7 @@ import {
   type LocalNode,
   type NodeContext,
   type RunningNode,
+  type WorkerRestart,
 } from './node.ts';
 import { kubeconfigYaml } from './kubeconfig.ts';
 import { startProcess, stopProcess, waitUntil, type PlaneProcess } from './processes.ts';
@@ -54,6 +55,11 @@ export interface LocalPlane {
    * it is ready: what a watch meets when a real cluster's API server is upgraded or crashes.
    */
   restartApiServer(): Promise<void>;
+  /**
+   * Restarts one worker node as a reboot would (node.ts): its containers killed, containerd and
+   * the kubelet started again. Rejects on a plane without nodes.
+   */
+  restartWorker(name: string): Promise<WorkerRestart>;
   /** Ends every process of the plane and removes its directory. Safe to call twice. */
   stop(): Promise<void>;
 }
@@ -501,6 +507,10 @@ export async function startLocalPlane(options: LocalPlaneOptions = {}): Promise<
       admin: pki.admin,
       ...(runningNode === undefined ? {} : { node: runningNode.info }),
       restartApiServer,
+      restartWorker: (name) =>
+        runningNode === undefined
+          ? Promise.reject(new Error('this plane has no nodes'))
+          : runningNode.restartWorker(name),
       stop,
     };
   } catch (error) {
