@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { V1StatefulSet } from '@kubernetes/client-node';
-import { jetstream, jetstreamManager, StorageType, type JetStreamClient } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, StorageType } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { defaultNatsSpec } from '../../src/api/defaults.ts';
 import type { NatsSpec } from '../../src/api/nats.ts';
@@ -29,6 +29,7 @@ import { generateSystemAccountPassword } from '../../src/render/password.ts';
 import { GOMEMLIMIT_ENV, NATS_CONTAINER, renderStatefulSet } from '../../src/render/statefulset.ts';
 import {
   monitor,
+  replayStream,
   rewriteForLoopback,
   startLoopbackCluster,
   waitForMetaLeader,
@@ -155,18 +156,6 @@ async function retrying<T>(attempt: () => Promise<T>, timeoutMs: number): Promis
       await sleep(100);
     }
   }
-}
-
-/** Every message of the stream, in order, through an ordered consumer. */
-async function replay(js: JetStreamClient, stream: string, count: number): Promise<string[]> {
-  const consumer = await js.consumers.get(stream);
-  const seen: string[] = [];
-  const deadline = Date.now() + 15_000;
-  while (seen.length < count && Date.now() < deadline) {
-    const batch = await consumer.fetch({ max_messages: count - seen.length, expires: 2_000 });
-    for await (const message of batch) seen.push(message.string());
-  }
-  return seen;
 }
 
 function clientUrls(servers: readonly RunningServer[]): string[] {
@@ -296,7 +285,7 @@ describe('three servers from the rendered size-3 config', () => {
     for (const body of before) await js.publish(`${STREAM}.orders`, body);
     // A consumer made just after the stream can meet "no responders" on its first pull, until
     // its server subscribes to the pull subject: retried like the rest.
-    expect(await retrying(() => replay(js, STREAM, before.length), 15_000)).toEqual(before);
+    expect(await retrying(() => replayStream(js, STREAM, before.length), 15_000)).toEqual(before);
 
     // The hardest case: the stream's own leader crashes (no lame duck, no graceful step-down).
     const leaderName = (await jsm.streams.info(STREAM)).cluster?.leader;
@@ -317,7 +306,7 @@ describe('three servers from the rendered size-3 config', () => {
     expect(survivor.state.messages).toBe(before.length + after.length);
     expect(survivor.cluster?.leader).not.toBe(leaderName);
     // Right after a failover the consumer-create request can still time out: retry it.
-    const replayed = await retrying(() => replay(js, STREAM, before.length + after.length), 30_000);
+    const replayed = await retrying(() => replayStream(js, STREAM, before.length + after.length), 30_000);
     expect(replayed).toEqual([...before, ...after]);
   }, 120_000);
 });

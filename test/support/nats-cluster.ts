@@ -17,7 +17,7 @@ import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { StorageType, type JetStreamManager } from '@nats-io/jetstream';
+import { StorageType, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { ensureBinaries } from '../../src/localplane/binaries.ts';
 import { freePort } from '../../src/localplane/plane.ts';
 import { signalGroup } from '../../src/localplane/reaper.ts';
@@ -445,4 +445,24 @@ export async function addFileStream(
       await sleep(200);
     }
   }
+}
+
+/**
+ * The bodies of the first `count` messages of a stream, in order, through an ordered consumer;
+ * fewer when the stream holds fewer within `timeoutMs`.
+ */
+export async function replayStream(
+  js: JetStreamClient,
+  stream: string,
+  count: number,
+  timeoutMs = 15_000,
+): Promise<string[]> {
+  const consumer = await js.consumers.get(stream);
+  const seen: string[] = [];
+  const deadline = Date.now() + timeoutMs;
+  while (seen.length < count && Date.now() < deadline) {
+    const batch = await consumer.fetch({ max_messages: count - seen.length, expires: 2_000 });
+    for await (const message of batch) seen.push(message.string());
+  }
+  return seen;
 }

@@ -12,7 +12,7 @@ import { buildNatsCrd } from '../../src/api/crd.ts';
 import { clientFor } from '../../src/kube/api.ts';
 import { ensureCrd } from '../../src/kube/crd.ts';
 import { resolveClusterNames } from '../../src/localplane/cluster-dns.ts';
-import type { LocalNode } from '../../src/localplane/node.ts';
+import type { LocalNode, WorkerRestart } from '../../src/localplane/node.ts';
 import { eventually } from './kube.ts';
 
 const run = promisify(execFile);
@@ -31,16 +31,28 @@ export interface NodeOwner {
   readonly dir: string;
   readonly kubeconfig: string;
   readonly node: LocalNode;
+  /** The owner's later answers, one JSON line each (node-owner.ts). */
+  readonly answers: AsyncIterator<string>;
 }
 
 export interface Pod {
-  metadata: { name: string; uid: string; deletionTimestamp?: string };
+  metadata: {
+    name: string;
+    uid: string;
+    deletionTimestamp?: string;
+    labels?: Record<string, string>;
+  };
   spec: { nodeName?: string; containers: { name: string; image: string }[] };
   status: {
     podIP?: string;
     phase?: string;
     conditions?: { type: string; status: string }[];
-    containerStatuses?: { name: string; ready: boolean; restartCount: number }[];
+    containerStatuses?: {
+      name: string;
+      ready: boolean;
+      restartCount: number;
+      containerID?: string;
+    }[];
   };
 }
 
@@ -65,18 +77,32 @@ export interface Jsz {
 /** Starts the owner of a plane with a node; resolves once it printed where the plane is. */
 export async function startNodeOwner(): Promise<NodeOwner> {
   const child = spawn(process.execPath, ['--no-warnings', OWNER], {
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['pipe', 'pipe', 'pipe'],
     detached: true,
   });
   let log = '';
   child.stderr.on('data', (chunk: Buffer) => (log += chunk.toString()));
-  const line = await new Promise<string>((resolve, reject) => {
-    createInterface({ input: child.stdout }).once('line', resolve);
+  const answers = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  const exited = new Promise<never>((_resolve, reject) => {
     child.once('exit', (code) => {
       reject(new Error(`the node's owner exited (${String(code)}):\n${log}`));
     });
   });
-  return { child, ...(JSON.parse(line) as Omit<NodeOwner, 'child'>) };
+  exited.catch(() => undefined);
+  const first = await Promise.race([answers.next(), exited]);
+  if (first.done === true) throw new Error(`the node's owner printed nothing:\n${log}`);
+  const where = JSON.parse(first.value) as Omit<NodeOwner, 'child' | 'answers'>;
+  return { child, answers, ...where };
+}
+
+/** Restarts one worker of the owner's node as a reboot would (LocalPlane.restartWorker). */
+export async function restartWorker(owner: NodeOwner, name: string): Promise<WorkerRestart> {
+  owner.child.stdin?.write(`${JSON.stringify({ restartWorker: name })}\n`);
+  const answer = await owner.answers.next();
+  if (answer.done === true) throw new Error("the node's owner ended before it answered");
+  const parsed = JSON.parse(answer.value) as { restarted?: WorkerRestart; error?: string };
+  if (parsed.restarted === undefined) throw new Error(`restarting ${name}: ${parsed.error ?? ''}`);
+  return parsed.restarted;
 }
 
 export function running(child: ChildProcess): boolean {
@@ -324,6 +350,8 @@ export interface PublishCounts {
   readonly failed: number;
   /** The longest wait for one acknowledgement, retries included. */
   readonly longestMs: number;
+  /** The bodies (and message ids) of every acknowledged publish, in order. */
+  readonly ackedBodies: readonly string[];
 }
 
 /**
@@ -336,6 +364,7 @@ export function startPublishLoop(
   retryWindowMs: number,
 ): { stop: () => Promise<PublishCounts> } {
   const counts = { acked: 0, retried: 0, failed: 0, longestMs: 0 };
+  const ackedBodies: string[] = [];
   const state = { publishing: true };
   const publishOne = async (id: string): Promise<void> => {
     const started = Date.now();
@@ -343,6 +372,7 @@ export function startPublishLoop(
       try {
         await js.publish(subject, id, { msgID: id });
         counts.acked++;
+        ackedBodies.push(id);
         if (attempt > 0) counts.retried++;
         break;
       } catch {
@@ -357,7 +387,8 @@ export function startPublishLoop(
   };
   const loop = (async () => {
     for (let i = 0; state.publishing; i++) {
-      await publishOne(`order-${String(i)}`);
+      // Unique per loop: the id is also the message id JetStream de-duplicates by.
+      await publishOne(`${subject}-${String(i)}`);
       await sleep(20);
     }
   })();
@@ -365,7 +396,7 @@ export function startPublishLoop(
     stop: async () => {
       state.publishing = false;
       await loop;
-      return { ...counts };
+      return { ...counts, ackedBodies };
     },
   };
 }
