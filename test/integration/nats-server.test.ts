@@ -306,7 +306,10 @@ describe('three servers from the rendered size-3 config', () => {
     expect(survivor.state.messages).toBe(before.length + after.length);
     expect(survivor.cluster?.leader).not.toBe(leaderName);
     // Right after a failover the consumer-create request can still time out: retry it.
-    const replayed = await retrying(() => replayStream(js, STREAM, before.length + after.length), 30_000);
+    const replayed = await retrying(
+      () => replayStream(js, STREAM, before.length + after.length),
+      30_000,
+    );
     expect(replayed).toEqual([...before, ...after]);
   }, 120_000);
 });
