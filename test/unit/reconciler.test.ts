@@ -142,25 +142,28 @@ describe('the reconcile executor', () => {
   });
 });
 
-describe('the reconcile executor growing the volume claims', () => {
-  /** A cluster of one at 1Gi, reconciled; then its spec raised to 4Gi. */
-  async function grownCluster(client: FakeKubeClient): Promise<KubeObject> {
-    const stored = client.put(natsObject());
-    await new NatsReconciler(setup(client, stored).deps).reconcile('kyma-system', 'eventing-nats');
-    client.put({
-      apiVersion: 'v1',
-      kind: 'PersistentVolumeClaim',
-      metadata: { name: 'eventing-nats-js-pvc-eventing-nats-0', namespace: 'kyma-system' },
-      spec: { resources: { requests: { storage: '1Gi' } } },
-      status: { phase: 'Bound', capacity: { storage: '1Gi' } },
-    });
-    const current = client.stored(NATS_REF) ?? stored;
-    return client.put({
-      ...current,
-      spec: { cluster: { size: 1 }, jetStream: { fileStorage: { size: '4Gi' } } },
-    });
-  }
+/**
+ * A cluster of one at 1Gi, reconciled; then its spec raised to 4Gi, with its claim still at 1Gi
+ * or (`claimSize`) grown already.
+ */
+async function grownCluster(client: FakeKubeClient, claimSize = '1Gi'): Promise<KubeObject> {
+  const stored = client.put(natsObject());
+  await new NatsReconciler(setup(client, stored).deps).reconcile('kyma-system', 'eventing-nats');
+  client.put({
+    apiVersion: 'v1',
+    kind: 'PersistentVolumeClaim',
+    metadata: { name: 'eventing-nats-js-pvc-eventing-nats-0', namespace: 'kyma-system' },
+    spec: { resources: { requests: { storage: claimSize } } },
+    status: { phase: 'Bound', capacity: { storage: claimSize } },
+  });
+  const current = client.stored(NATS_REF) ?? stored;
+  return client.put({
+    ...current,
+    spec: { cluster: { size: 1 }, jetStream: { fileStorage: { size: '4Gi' } } },
+  });
+}
 
+describe('the reconcile executor growing the volume claims', () => {
   it('raises each claim before anything else, and leaves the StatefulSet for the next step', async () => {
     const client = createFakeKubeClient();
     const stored = await grownCluster(client);
@@ -218,30 +221,12 @@ describe('the reconcile executor re-creating the StatefulSet of a growth', () =>
     name: 'eventing-nats',
   };
 
-  /** A cluster of one whose claim has grown to 4Gi while its StatefulSet still asks for 1Gi. */
-  async function claimGrown(client: FakeKubeClient): Promise<KubeObject> {
-    const stored = client.put(natsObject());
-    await new NatsReconciler(setup(client, stored).deps).reconcile('kyma-system', 'eventing-nats');
-    client.put({
-      apiVersion: 'v1',
-      kind: 'PersistentVolumeClaim',
-      metadata: { name: 'eventing-nats-js-pvc-eventing-nats-0', namespace: 'kyma-system' },
-      spec: { resources: { requests: { storage: '4Gi' } } },
-      status: { phase: 'Bound', capacity: { storage: '4Gi' } },
-    });
-    const current = client.stored(NATS_REF) ?? stored;
-    return client.put({
-      ...current,
-      spec: { cluster: { size: 1 }, jetStream: { fileStorage: { size: '4Gi' } } },
-    });
-  }
-
   const deletes = (client: FakeKubeClient, from: number): FakeCall[] =>
     client.calls.slice(from).filter((c) => c.verb === 'delete');
 
   it('deletes exactly the observed StatefulSet, leaving its pods', async () => {
     const client = createFakeKubeClient();
-    const stored = await claimGrown(client);
+    const stored = await grownCluster(client, '4Gi');
     const uid = client.stored(STS_REF)?.metadata.uid;
     const before = client.calls.length;
     const { deps, events } = setup(client, stored);
@@ -259,7 +244,7 @@ describe('the reconcile executor re-creating the StatefulSet of a growth', () =>
 
   it('a cache that still shows the deleted StatefulSet asks for no second deletion and no Error', async () => {
     const client = createFakeKubeClient();
-    const stored = await claimGrown(client);
+    const stored = await grownCluster(client, '4Gi');
     const stale = client.stored(STS_REF);
     await new NatsReconciler(setup(client, stored).deps).reconcile('kyma-system', 'eventing-nats');
     const before = client.calls.length;
