@@ -156,8 +156,19 @@ export async function loadKubeconfig(env: NodeJS.ProcessEnv = process.env): Prom
     const access = readKubeconfig(only);
     if (access !== undefined) return access;
   }
-  const { KubeConfig } = await import('@kubernetes/client-node');
-  const kc = new KubeConfig();
+  let loader: typeof import('@kubernetes/client-node');
+  try {
+    loader = await import('@kubernetes/client-node');
+  } catch (error) {
+    // The image's bundle leaves the loader out (src/localplane/manager-image.ts).
+    throw new Error(
+      `KUBECONFIG ${JSON.stringify(env.KUBECONFIG ?? '')} needs @kubernetes/client-node ` +
+        '(several files, or a user with exec or an auth provider), which this build does not ' +
+        'include: give one file with a certificate, a token or basic auth, or run from the sources',
+      { cause: error },
+    );
+  }
+  const kc = new loader.KubeConfig();
   kc.loadFromDefault();
   return kc;
 }
