@@ -179,7 +179,7 @@ async function trial(bench: Bench, way: Way): Promise<Trial> {
 export async function benchCreate(bench: Bench, trials: number): Promise<CreateResult> {
   const ours = managerWay('bench-create');
   const floors = floorWay('bench-create-floor');
-  await createNamespace(bench.admin, ours.namespace);
+  await bench.natsNamespace(ours.namespace);
   await createNamespace(bench.admin, floors.namespace);
   const manager = spawnManager(bench, { namespace: ours.namespace });
   const floor = await startFloor(bench, floors.namespace);

@@ -61,7 +61,7 @@ async function createUnrelated(
 export async function benchFootprint(bench: Bench, unrelated: number): Promise<FootprintResult> {
   const namespace = 'bench-footprint';
   const elsewhere = 'bench-footprint-other';
-  await createNamespace(bench.admin, namespace);
+  await bench.natsNamespace(namespace);
   await createNamespace(bench.admin, elsewhere);
   const bare = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1 << 30)'], {
     stdio: 'ignore',

@@ -9,7 +9,6 @@ import {
   apiServerWrites,
   childrenExist,
   cpuSeconds,
-  createNamespace,
   log,
   scrapeSum,
   natsObject,
@@ -45,7 +44,7 @@ const WRITTEN = new Set([
 
 export async function benchIdle(bench: Bench, seconds: number): Promise<IdleResult> {
   const namespace = 'bench-idle';
-  await createNamespace(bench.admin, namespace);
+  await bench.natsNamespace(namespace);
   const manager = spawnManager(bench, { namespace });
   const bare = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1 << 30)'], {
     stdio: 'ignore',

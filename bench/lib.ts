@@ -12,9 +12,11 @@ import { createKubeClient, type KubeClient, type WatchResponse } from '../src/ku
 import { DEFAULT_CONTROLLERS, startLocalPlane, type LocalPlane } from '../src/localplane/plane.ts';
 import { parseConfig } from '../src/manager/config.ts';
 import { prepareEmbeddedPlane } from '../src/manager/embedded.ts';
+import { IMAGE_NODE_FLAGS, bundleManager } from '../src/localplane/manager-image.ts';
 
 export const NATS_NAME = 'eventing-nats';
 export const MAIN = new URL('../src/manager/main.ts', import.meta.url).pathname;
+const BUNDLE = new URL('../dist/manager/main.mjs', import.meta.url).pathname;
 
 export interface Bench {
   readonly plane: LocalPlane;
@@ -26,17 +28,22 @@ export interface Bench {
   readonly breakGlassGroup: string;
   /** Node's compile cache for the manager processes, as `npm start` keeps one. */
   readonly compileCache: string;
+  /** What a manager process runs by default: the image's bundle, as production runs it. */
+  readonly managerEntry: string;
+  /** Node's flags for it: the image's, with the image's bundle. */
+  readonly managerNodeArgs: readonly string[];
+  /** Creates `namespace` with the manager's Role for children in it, as deploy/ grants it. */
+  natsNamespace(namespace: string): Promise<void>;
 }
 
-export async function startBench(): Promise<Bench> {
+/** `entry`: the manager's entry point; the image's bundle (built here) unless given. */
+export async function startBench(entry?: string): Promise<Bench> {
   // The garbage collector removes a deleted NATS resource's children between trials.
   const plane = await startLocalPlane({ controllers: DEFAULT_CONTROLLERS, node: false });
   const kc = new k8s.KubeConfig();
   kc.loadFromFile(plane.kubeconfigPath);
-  const managerKc = await prepareEmbeddedPlane(
-    { kc, source: 'embedded', plane },
-    parseConfig([], {}),
-  );
+  const cluster = { kc, source: 'embedded', plane } as const;
+  const managerKc = await prepareEmbeddedPlane(cluster, parseConfig([], {}));
   const managerKubeconfig = join(plane.dir, 'bench-manager.kubeconfig');
   writeFileSync(managerKubeconfig, managerKc.exportConfig(), { mode: 0o600 });
   return {
@@ -45,6 +52,12 @@ export async function startBench(): Promise<Bench> {
     managerKubeconfig,
     breakGlassGroup: 'system:masters',
     compileCache: join(plane.dir, 'compile-cache'),
+    // Where `npm run bundle` writes it: beside src/, so its reads of deploy/ resolve.
+    managerEntry: entry ?? (await bundleManager(BUNDLE)).file,
+    managerNodeArgs: entry === undefined ? IMAGE_NODE_FLAGS : [],
+    natsNamespace: async (namespace) => {
+      await prepareEmbeddedPlane(cluster, parseConfig([], { NATS_CR_NAMESPACE: namespace }));
+    },
   };
 }
 
@@ -165,9 +178,9 @@ let nextPort = 21_000;
 export interface ManagerRun {
   readonly namespace: string;
   readonly extraEnv?: Readonly<Record<string, string>>;
-  /** Node flags before the entry point. */
+  /** Node flags before the entry point; the bench's manager flags by default. */
   readonly nodeArgs?: readonly string[];
-  /** The entry point; the manager's main.ts by default. */
+  /** The entry point; the bench's manager entry (the image's bundle) by default. */
   readonly entry?: string;
 }
 
@@ -181,7 +194,11 @@ export function spawnManager(bench: Bench, run: ManagerRun): ManagerProcess {
   const spawnedAt = Date.now();
   const child = spawn(
     process.execPath,
-    [...(run.nodeArgs ?? []), '--no-warnings', run.entry ?? MAIN],
+    [
+      ...(run.nodeArgs ?? (run.entry === undefined ? bench.managerNodeArgs : [])),
+      '--no-warnings',
+      run.entry ?? bench.managerEntry,
+    ],
     {
       env: {
         ...process.env,
@@ -202,6 +219,7 @@ export function spawnManager(bench: Bench, run: ManagerRun): ManagerProcess {
   child.stderr.setEncoding('utf8');
   child.stderr.on('data', (chunk: string) => {
     buffered += chunk;
+    if (process.env.BENCH_DEBUG) process.stderr.write(chunk);
     let newline = buffered.indexOf('\n');
     while (newline >= 0) {
       const line = buffered.slice(0, newline);

@@ -266,7 +266,7 @@ async function oneRound(bench: Bench, pair: Pair): Promise<void> {
 export async function benchRestore(bench: Bench, rounds: number): Promise<RestoreResult> {
   const served = 'bench-restore';
   const floorNs = 'bench-restore-floor';
-  await createNamespace(bench.admin, served);
+  await bench.natsNamespace(served);
   await createNamespace(bench.admin, floorNs);
   const manager = spawnManager(bench, { namespace: served });
   const floor = await startFloor(bench, floorNs);

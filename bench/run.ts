@@ -6,14 +6,16 @@
 //   npm run bench [-- --only=startup,create,restore,idle,footprint,admission]
 //                 [-- --quick]   fewer trials and a short idle window, for trying changes
 //                 [-- --out=bench/results.json]
-//                 [-- --bundle=.cache/bundle/main.mjs]   also start a bundled manager
+//                 [-- --entry=src/manager/main.ts]   run the manager from this entry point
+//                                 instead of the image's bundle (built at the start of the run)
 import { writeFileSync } from 'node:fs';
 import { arch, cpus, release, totalmem } from 'node:os';
+import { resolve } from 'node:path';
 import { benchAdmission, admissionRows } from './admission.ts';
 import { benchCreate, createRows } from './create.ts';
 import { benchFootprint, footprintRows } from './footprint.ts';
 import { benchIdle, idleRows } from './idle.ts';
-import { formatTable, log, startBench, type Row } from './lib.ts';
+import { MAIN, formatTable, log, startBench, type Row } from './lib.ts';
 import { benchRestore, restoreRows } from './restore.ts';
 import { benchStartup, startupRows, type StartVariant } from './startup.ts';
 
@@ -40,18 +42,22 @@ const rows: Row[] = [];
 const startedAt = new Date().toISOString();
 log(`machine: ${JSON.stringify(machine)}`);
 
-const bench = await startBench();
+const entry = option('entry');
+const bench = await startBench(entry === undefined ? undefined : resolve(entry));
 try {
   if (only.has('startup')) {
     const variants: StartVariant[] = [
       // Without a compile cache: every module stripped of its types and compiled at start.
-      { name: 'node main.ts', env: { NODE_DISABLE_COMPILE_CACHE: '1' } },
+      { name: 'node main.ts', entry: MAIN, env: { NODE_DISABLE_COMPILE_CACHE: '1' } },
       // As `npm start` runs it: Node's compile cache keeps the stripped and compiled modules.
-      { name: 'npm start (compile cache)', env: { NODE_COMPILE_CACHE: bench.compileCache } },
+      {
+        name: 'npm start (compile cache)',
+        entry: MAIN,
+        env: { NODE_COMPILE_CACHE: bench.compileCache },
+      },
     ];
-    // A bundle to compare with, e.g. from esbuild (see bench/README.md); not built here.
-    const bundle = option('bundle');
-    if (bundle !== undefined) variants.push({ name: 'bundle', entry: bundle });
+    // The bench's manager: as the image runs it (src/localplane/manager-image.ts), by default.
+    variants.push({ name: entry ?? 'image bundle' });
     const result = await benchStartup(bench, quick ? 3 : 10, variants);
     results.startup = result;
     rows.push(...startupRows(result));

@@ -7,7 +7,6 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import {
   childCollections,
-  createNamespace,
   log,
   owned,
   MAIN,
@@ -73,7 +72,7 @@ async function startOnce(
   namespace: string,
   variant: StartVariant,
 ): Promise<Record<string, number>> {
-  await createNamespace(bench.admin, namespace);
+  await bench.natsNamespace(namespace);
   await bench.admin.create(natsObject(namespace));
   const seen = new Map<string, number>();
   const watches = await Promise.all(
