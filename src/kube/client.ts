@@ -29,6 +29,12 @@ export interface Selectors {
 export interface ListOptions extends CallOptions, Selectors {
   readonly limit?: number;
   readonly continue?: string;
+  /**
+   * Served from the API server's watch cache (resourceVersion=0): as fresh as its watch, a few
+   * milliseconds behind. Without it the list is a consistent read, which after a write to
+   * another resource waits for that resource's cache to catch up: about 45 ms on loopback.
+   */
+  readonly fromWatchCache?: boolean;
 }
 
 export interface WatchOptions extends Selectors {
@@ -159,6 +165,7 @@ export function kubeClientOn(transport: Transport): KubeClient {
           fieldSelector: options?.fieldSelector,
           limit: options?.limit === undefined ? undefined : String(options.limit),
           continue: options?.continue,
+          resourceVersion: options?.fromWatchCache === true ? '0' : undefined,
         },
         ...call(options),
       }),

@@ -4,7 +4,13 @@
 // informers sync on the stored objects and see no later change.
 import { PassThrough } from 'node:stream';
 import type { KubeObject, ObjectRef } from '../base/object.ts';
-import type { DeleteOptions, KubeClient, ObjectList, WatchResponse } from './client.ts';
+import type {
+  DeleteOptions,
+  KubeClient,
+  ListOptions,
+  ObjectList,
+  WatchResponse,
+} from './client.ts';
 import { collectionPath, resourcePath } from './resources.ts';
 import { KubeApiError, type CallOptions } from './transport.ts';
 
@@ -12,6 +18,8 @@ export interface FakeCall {
   readonly verb: 'get' | 'list' | 'create' | 'apply' | 'update' | 'patch' | 'status' | 'delete';
   readonly path: string;
   readonly body?: unknown;
+  /** A list from the watch cache (ListOptions.fromWatchCache). */
+  readonly fromWatchCache?: boolean;
 }
 
 export interface FakeKubeClient extends KubeClient {
@@ -72,8 +80,15 @@ export function createFakeKubeClient(): FakeKubeClient {
       const object = objects.get(pathOf(ref));
       return object === undefined ? undefined : (structuredClone(object) as T);
     },
-    list: async <T>(path: string, options?: CallOptions): Promise<ObjectList<T>> => {
-      await enter({ verb: 'list', path }, options);
+    list: async <T>(path: string, options?: ListOptions): Promise<ObjectList<T>> => {
+      await enter(
+        {
+          verb: 'list',
+          path,
+          ...(options?.fromWatchCache === true ? { fromWatchCache: true } : {}),
+        },
+        options,
+      );
       const items = [...objects.entries()]
         .filter(([key]) => key.startsWith(`${path}/`))
         .map(([, object]) => structuredClone(object) as T);

@@ -301,3 +301,37 @@ describe('the controller', () => {
     }
   });
 });
+
+describe('the reconcile executor reading pods and claims', () => {
+  const podAndClaimLists = (client: FakeKubeClient, from = 0) =>
+    client.calls
+      .slice(from)
+      .filter((c) => c.verb === 'list' && /\/(pods|persistentvolumeclaims)$/.test(c.path))
+      .map(
+        (c) =>
+          `${c.path.slice(c.path.lastIndexOf('/') + 1)} ${c.fromWatchCache ? 'cache' : 'consistent'}`,
+      );
+
+  it('reads them from the watch cache when nothing is done on them (a create)', async () => {
+    const client = createFakeKubeClient();
+    const { deps } = setup(client, client.put(natsObject()));
+    await new NatsReconciler(deps).reconcile('kyma-system', 'eventing-nats');
+    expect(podAndClaimLists(client).toSorted()).toEqual([
+      'persistentvolumeclaims cache',
+      'pods cache',
+    ]);
+  });
+
+  it('reads them again, consistently, before a plan that acts on them (a growth)', async () => {
+    const client = createFakeKubeClient();
+    const stored = await grownCluster(client);
+    const before = client.calls.length;
+    await new NatsReconciler(setup(client, stored).deps).reconcile('kyma-system', 'eventing-nats');
+    expect(podAndClaimLists(client, before).toSorted()).toEqual([
+      'persistentvolumeclaims cache',
+      'persistentvolumeclaims consistent',
+      'pods cache',
+      'pods consistent',
+    ]);
+  });
+});
