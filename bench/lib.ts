@@ -219,7 +219,6 @@ export function spawnManager(bench: Bench, run: ManagerRun): ManagerProcess {
   child.stderr.setEncoding('utf8');
   child.stderr.on('data', (chunk: string) => {
     buffered += chunk;
-    if (process.env.BENCH_DEBUG) process.stderr.write(chunk);
     let newline = buffered.indexOf('\n');
     while (newline >= 0) {
       const line = buffered.slice(0, newline);

@@ -117,15 +117,20 @@ interface Side {
   /** The child of each kind as it should be. */
   readonly before: Map<string, string>;
   readonly names: Map<string, string>;
-  /** Resolves at the first event that shows `kind` as it should be. */
-  restored(kind: string): Promise<number>;
+  /**
+   * Resolves at the first event after the edit that shows `kind` as it should be: a creation
+   * for a delete, else a change newer than `editedAt` (the edit's resourceVersion). An event of
+   * an earlier write (the StatefulSet controller's status) arriving late is not a restore.
+   */
+  restored(kind: string, editedAt: number | 'deleted'): Promise<number>;
   stop(): void;
 }
 
 async function side(bench: Bench, namespace: string): Promise<Side> {
   const before = new Map<string, string>();
   const names = new Map<string, string>();
-  const waiters = new Map<string, (at: number) => void>();
+  const restores = new Map<string, { at: number; version: number; created: boolean }[]>();
+  const waiters = new Map<string, () => void>();
   const collections = childCollections(namespace);
   for (const [kind, path] of Object.entries(collections)) {
     const list = await bench.admin.list(path);
@@ -141,10 +146,16 @@ async function side(bench: Bench, namespace: string): Promise<Side> {
         const object = { ...event.object, kind };
         // Created again: that is the restore of a delete, and the state edits are judged by
         // from now on (a Secret created again has a new password).
-        if (event.type === 'ADDED') before.set(kind, canonical(object));
+        const created = event.type === 'ADDED';
+        if (created) before.set(kind, canonical(object));
         else if (canonical(object) !== before.get(kind)) return;
-        waiters.get(kind)?.(event.at);
-        waiters.delete(kind);
+        const version = Number(resourceVersionOf(event.object));
+        (restores.get(kind) ?? restores.set(kind, []).get(kind))?.push({
+          at: event.at,
+          version,
+          created,
+        });
+        waiters.get(kind)?.();
       }),
     ),
   );
@@ -152,16 +163,27 @@ async function side(bench: Bench, namespace: string): Promise<Side> {
     namespace,
     before,
     names,
-    restored: (kind) =>
-      new Promise((resolve, reject) => {
+    restored: (kind, editedAt) => {
+      const found = (): number | undefined =>
+        restores.get(kind)?.find((r) => (editedAt === 'deleted' ? r.created : r.version > editedAt))
+          ?.at;
+      return new Promise((resolve, reject) => {
         const timer = setTimeout(() => {
+          waiters.delete(kind);
           reject(new Error(`${kind} in ${namespace} not restored within 30 s`));
         }, 30_000);
-        waiters.set(kind, (at) => {
+        const check = (): void => {
+          const at = found();
+          if (at === undefined) return;
           clearTimeout(timer);
+          waiters.delete(kind);
+          restores.delete(kind);
           resolve(at);
-        });
-      }),
+        };
+        waiters.set(kind, check);
+        check();
+      });
+    },
     stop: () => {
       for (const watch of watches) watch.stop();
     },
@@ -227,24 +249,22 @@ async function startFloor(bench: Bench, namespace: string): Promise<{ stop(): vo
 
 async function edit(bench: Bench, target: Side, change: Edit): Promise<number> {
   const path = `${childCollections(target.namespace)[change.kind] ?? ''}/${target.names.get(change.kind) ?? ''}`;
-  const restored = target.restored(change.kind);
   const started = Date.now();
-  await bench.admin.request({
+  const edited = (await bench.admin.request({
     method: 'PATCH',
     path,
     body: change.json ?? change.merge,
     contentType:
       change.json === undefined ? 'application/merge-patch+json' : 'application/json-patch+json',
-  });
-  return (await restored) - started;
+  })) as KubeObject;
+  return (await target.restored(change.kind, Number(resourceVersionOf(edited)))) - started;
 }
 
 async function remove(bench: Bench, target: Side, kind: string): Promise<number> {
   const path = `${childCollections(target.namespace)[kind] ?? ''}/${target.names.get(kind) ?? ''}`;
-  const restored = target.restored(kind);
   const started = Date.now();
   await bench.admin.request({ method: 'DELETE', path });
-  return (await restored) - started;
+  return (await target.restored(kind, 'deleted')) - started;
 }
 
 type Pair = (
