@@ -262,6 +262,7 @@ export async function startAdmission(options: AdmissionOptions): Promise<Admissi
       ...(options.offCluster ? { baseUrl: `https://127.0.0.1:${String(port)}` } : {}),
       caPem: caBundle,
       natsNamespace: config.natsNamespace,
+      natsName: config.natsName,
     });
     const missing: string[] = [];
     for (const configuration of desired) {

@@ -6,12 +6,15 @@ import { dump } from 'js-yaml';
 import { MANAGED_BY_LABEL, MANAGED_BY_VALUE } from '../api/nats.ts';
 import type { KubeObject } from '../base/object.ts';
 import { CHILD_KINDS, type ChildKind } from '../render/children.ts';
+import { childNameCondition } from './webhook-configurations.ts';
 
 export const VALIDATING_WEBHOOK_FILE = 'deploy/webhooks/validating-webhook-configuration.yaml';
 export const CLUSTER_ROLE_FILE = 'deploy/rbac/cluster-role.yaml';
 export const ROLES_FILE = 'deploy/rbac/roles.yaml';
 
 const MANAGER_NAMESPACE = 'kyma-system';
+/** The default served NATS resource (config.ts); the manager writes the configured one's names. */
+const NATS_NAME = 'eventing-nats';
 const SERVICE = { name: 'nats-manager-webhook', namespace: MANAGER_NAMESPACE, port: 443 };
 const NAMESPACE_LABEL = 'kubernetes.io/metadata.name';
 const LABELS = { 'app.kubernetes.io/name': 'nats-manager' };
@@ -130,11 +133,14 @@ export function validatingWebhookConfiguration(): KubeObject {
         // Everything else in the NATS namespace: an object created under a child's name before
         // the manager does ("squatting"), whatever labels it carries (NotIn also matches objects
         // without the label), and the StatefulSet's scale subresource (a Scale has no labels).
-        // The manager rewrites the namespace when NATS_CR_NAMESPACE is not kyma-system.
+        // Only objects bearing a child's name are sent (matchConditions): squatting needs one.
+        // The manager rewrites the namespace and the names when NATS_CR_NAMESPACE or
+        // NATS_CR_NAME is not the default.
         name: 'guard.children.nats.operator.kyma-project.io',
         ...COMMON,
         clientConfig: clientConfig('/protect-children'),
         rules: guardRules(),
+        matchConditions: [childNameCondition(NATS_NAME)],
         objectSelector: {
           matchExpressions: [
             { key: MANAGED_BY_LABEL, operator: 'NotIn', values: [MANAGED_BY_VALUE] },

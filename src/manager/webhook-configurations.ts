@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { load } from 'js-yaml';
 import type { KubeObject } from '../kube/api.ts';
+import { CHILD_KINDS } from '../render/children.ts';
 
 const DEPLOY_WEBHOOKS = new URL('../../deploy/webhooks/', import.meta.url);
 
@@ -17,11 +18,34 @@ interface ClientConfig {
   caBundle?: string;
 }
 
+export interface MatchCondition {
+  name: string;
+  expression: string;
+}
+
 interface Webhook {
   name: string;
   clientConfig: ClientConfig;
   namespaceSelector?: { matchLabels?: Record<string, string> };
+  matchConditions?: MatchCondition[];
   [key: string]: unknown;
+}
+
+export const CHILD_NAME_CONDITION = 'child-name';
+
+/**
+ * The guard entry's condition: the API server sends it an object only when the object bears the
+ * name of a child of `natsName`. Squatting needs a child's name; every other object created in
+ * the NATS namespace is none of the manager's business, and without the condition each of them
+ * waited for a webhook call (up to its 5 s timeout while the manager is slow).
+ */
+export function childNameCondition(natsName: string): MatchCondition {
+  const names = [...new Set(CHILD_KINDS.map((child) => child.name(natsName)))].toSorted();
+  // Child names are DNS labels: as JSON strings they are CEL string literals.
+  return {
+    name: CHILD_NAME_CONDITION,
+    expression: `object.metadata.name in ${JSON.stringify(names)}`,
+  };
 }
 
 export interface WebhookConfiguration extends KubeObject {
@@ -40,6 +64,8 @@ export interface WebhookTarget {
   readonly caPem: string;
   /** The namespace of the served NATS resource, for the entry that selects by namespace. */
   readonly natsNamespace: string;
+  /** The served NATS resource's name, for the entry that selects its children's names. */
+  readonly natsName: string;
 }
 
 const NAMESPACE_LABEL = 'kubernetes.io/metadata.name';
@@ -59,9 +85,19 @@ export function desiredWebhookConfigurations(
           ? { url: `${target.baseUrl}${service.path ?? '/'}`, caBundle }
           : { ...webhook.clientConfig, caBundle };
       const namespaceLabel = webhook.namespaceSelector?.matchLabels?.[NAMESPACE_LABEL];
+      const { matchConditions } = webhook;
       return {
         ...webhook,
         clientConfig,
+        ...(matchConditions === undefined
+          ? {}
+          : {
+              matchConditions: matchConditions.map((condition) =>
+                condition.name === CHILD_NAME_CONDITION
+                  ? childNameCondition(target.natsName)
+                  : condition,
+              ),
+            }),
         ...(namespaceLabel === undefined
           ? {}
           : {

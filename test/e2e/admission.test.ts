@@ -50,6 +50,8 @@ describe('admission webhooks through kubectl', () => {
     if (plane === undefined) throw new Error('no plane');
     const child = run('kubectl', ['--kubeconfig', plane.kubeconfigPath, ...args], {
       encoding: 'utf8',
+      // The API server's /metrics is several MB.
+      maxBuffer: 64 * 1024 * 1024,
     });
     if (input !== undefined) child.child.stdin?.end(input);
     return child;
@@ -374,6 +376,38 @@ describe('admission webhooks through kubectl', () => {
       expect(
         await refusal(['--as', 'jane', 'create', '-f', '-'], JSON.stringify(squatter)),
       ).toMatch(/"eventing-nats-config" is reserved for NATS kyma-system\/eventing-nats/);
+    });
+
+    it("sends the guard webhook only objects bearing a child's name", async () => {
+      // The API server's own count of calls to the guard entry (its matchConditions decide).
+      const guardCalls = async (): Promise<number> =>
+        (await kubectl(['get', '--raw', '/metrics'])).stdout
+          .split('\n')
+          .filter(
+            (line) =>
+              line.startsWith('apiserver_admission_webhook_request_total{') &&
+              line.includes('name="guard.children.nats.operator.kyma-project.io"'),
+          )
+          .reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(' ') + 1)), 0);
+      const before = await guardCalls();
+      const unrelated = ['team-settings', 'eventing-nats-config-copy', 'nats'];
+      for (const name of unrelated) {
+        await kubectl(['--as', 'jane', '-n', 'kyma-system', 'create', 'configmap', name]);
+      }
+      expect(await guardCalls()).toBe(before);
+      expect(
+        await refusal([
+          '--as',
+          'jane',
+          '-n',
+          'kyma-system',
+          'create',
+          'configmap',
+          'eventing-nats-config',
+        ]),
+      ).toMatch(/"eventing-nats-config" is reserved for NATS kyma-system\/eventing-nats/);
+      expect(await guardCalls()).toBe(before + 1);
+      await kubectl(['-n', 'kyma-system', 'delete', 'configmap', ...unrelated]);
     });
 
     it('lets the manager and the break-glass user change children; the manager undoes it', async () => {

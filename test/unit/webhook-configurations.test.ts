@@ -19,6 +19,7 @@ describe('webhook configurations', () => {
     const [mutating] = desiredWebhookConfigurations(deployed, {
       caPem: CA,
       natsNamespace: 'kyma-system',
+      natsName: 'eventing-nats',
     });
     expect(mutating?.webhooks[0]?.clientConfig).toEqual({
       service: {
@@ -36,6 +37,7 @@ describe('webhook configurations', () => {
       baseUrl: 'https://127.0.0.1:9443',
       caPem: CA,
       natsNamespace: 'kyma-system',
+      natsName: 'eventing-nats',
     });
     const urls = desired.flatMap((c) => c.webhooks.map((w) => w.clientConfig.url));
     expect(urls).toEqual([
@@ -56,6 +58,7 @@ describe('webhook configurations', () => {
     const desired = desiredWebhookConfigurations(deployed, {
       caPem: CA,
       natsNamespace: 'messaging',
+      natsName: 'eventing-nats',
     });
     const guard = desired[1]?.webhooks.find((w) => w.name.startsWith('guard.'));
     expect(guard?.namespaceSelector).toEqual({
@@ -67,5 +70,31 @@ describe('webhook configurations', () => {
     ).toEqual({
       matchLabels: { 'kubernetes.io/metadata.name': 'kyma-system' },
     });
+  });
+
+  it("send the guard only objects bearing a child's name, the configured resource's", () => {
+    const guardOf = (configurations: typeof deployed) =>
+      configurations[1]?.webhooks.find((w) => w.name.startsWith('guard.'));
+    expect(guardOf(deployed)?.matchConditions).toEqual([
+      {
+        name: 'child-name',
+        expression:
+          'object.metadata.name in ["eventing-nats","eventing-nats-config","eventing-nats-secret"]',
+      },
+    ]);
+    const desired = desiredWebhookConfigurations(deployed, {
+      caPem: CA,
+      natsNamespace: 'kyma-system',
+      natsName: 'orders',
+    });
+    expect(guardOf(desired)?.matchConditions).toEqual([
+      {
+        name: 'child-name',
+        expression:
+          'object.metadata.name in ["orders-nats","orders-nats-config","orders-nats-secret"]',
+      },
+    ]);
+    // The other entries select by label, not by name.
+    expect(desired[1]?.webhooks.filter((w) => w.matchConditions !== undefined)).toHaveLength(1);
   });
 });
