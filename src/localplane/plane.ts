@@ -51,10 +51,12 @@ export interface LocalPlane {
   /** The worker nodes and what they share, when the plane was started with them. */
   readonly node?: LocalNode;
   /**
-   * Stops kube-apiserver (SIGTERM) and starts it again on the same port and etcd, resolving once
-   * it is ready: what a watch meets when a real cluster's API server is upgraded or crashes.
+   * Stops kube-apiserver (SIGTERM, or SIGKILL when `crash`) and starts it again on the same port
+   * and etcd, resolving once it is ready: what a watch meets when a real cluster's API server is
+   * upgraded or crashes. A graceful stop sends every watch a bookmark at the latest
+   * resourceVersion first; a crash leaves each watch where its last event was.
    */
-  restartApiServer(): Promise<void>;
+  restartApiServer(options?: { readonly crash?: boolean }): Promise<void>;
   /**
    * Restarts one worker node as a reboot would (node.ts): its containers killed, containerd and
    * the kubelet started again. Rejects on a plane without nodes.
@@ -460,10 +462,10 @@ export async function startLocalPlane(options: LocalPlaneOptions = {}): Promise<
         return (await httpsGet(`${server}/readyz`, adminTls)).status === 200;
       });
     const apiserver = await run(startApiServer, waitForApiServer);
-    const restartApiServer = async (): Promise<void> => {
+    const restartApiServer = async (restart?: { readonly crash?: boolean }): Promise<void> => {
       if (stopped) throw new Error('the local plane is stopped');
       stoppedOnPurpose.add(apiserver.current());
-      await stopProcess(apiserver.current(), 10_000);
+      await stopProcess(apiserver.current(), restart?.crash === true ? 0 : 10_000);
       // Same slot, so stop() still ends the controller manager before the API server.
       await apiserver.startAgain();
     };

@@ -37,11 +37,11 @@ export function logTail(proc: PlaneProcess, lines = 25): string {
   return readFileSync(proc.logFile, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
 }
 
-/** SIGTERM, then SIGKILL after the grace period. */
+/** SIGTERM, then SIGKILL after the grace period; at once, as a crash, for a grace of 0. */
 export async function stopProcess(proc: PlaneProcess, graceMs: number): Promise<void> {
   const pid = proc.child.pid;
   if (pid === undefined || proc.exited()) return;
-  signalGroup(pid, 'SIGTERM');
+  if (graceMs > 0) signalGroup(pid, 'SIGTERM');
   const deadline = Date.now() + graceMs;
   while (!proc.exited() && Date.now() < deadline) await sleep(50);
   signalGroup(pid, 'SIGKILL');
