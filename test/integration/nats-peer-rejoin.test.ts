@@ -122,8 +122,19 @@ afterAll(async () => {
 
 describe('a removed peer re-created inside the window', () => {
   test('5 -> 3: -4 then -3 leave the meta group; the manager records when', async () => {
-    // The leader removes the others; the record holds the time each removal was answered.
-    expect(await stepDownMetaLeader(access(), names[0])).toEqual({ ok: true, value: true });
+    // The leader removes the others; the record holds the time each removal was answered. A
+    // step-down is asked for only while another server leads: nats-server refuses one to the
+    // leader itself, and names[0] may have won the election already.
+    for (let attempt = 0; ; attempt++) {
+      const asked = await observeCluster(access(), 5);
+      if (asked.ok && asked.value.metaLeader === names[0]) break;
+      if (attempt > 100) throw new Error(`${names[0]} did not become the meta leader`);
+      if (asked.ok && asked.value.metaLeader !== undefined) {
+        const moved = await stepDownMetaLeader(access(), names[0]);
+        if (!moved.ok) log(`step-down to ${names[0]}: ${moved.error}`);
+      }
+      await sleep(300);
+    }
     for (const name of [FOUR, THREE]) {
       for (let attempt = 0; ; attempt++) {
         const asked = await observeCluster(access(), 5);

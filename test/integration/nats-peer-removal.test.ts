@@ -24,6 +24,7 @@ import { natsObject, natsRequest, TEST_ADMISSION_CONFIG } from '../support/admis
 import {
   addFileStream,
   monitor,
+  replayStream,
   startRenderedCluster,
   type LoopbackCluster,
   type RunningServer,
@@ -252,12 +253,8 @@ describe('scale-down of five real servers', () => {
     const jsm = await jetstreamManager(nc);
     const info = await jsm.streams.info(STREAM);
     expect(info.cluster?.replicas?.every((r) => r.current)).toBe(true);
-    const consumer = await js.consumers.get(STREAM);
-    const read: string[] = [];
-    while (read.length < info.state.messages) {
-      const batch = await consumer.fetch({ max_messages: 500, expires: 2_000 });
-      for await (const message of batch) read.push(message.string());
-    }
+    const read = await replayStream(js, STREAM, info.state.messages, 30_000);
+    expect(read).toHaveLength(info.state.messages);
     // Every acknowledged message, in order; anything else came from a publish whose
     // acknowledgement was lost.
     const ackedSet = new Set(acked);

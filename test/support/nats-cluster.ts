@@ -457,12 +457,21 @@ export async function replayStream(
   count: number,
   timeoutMs = 15_000,
 ): Promise<string[]> {
-  const consumer = await js.consumers.get(stream);
-  const seen: string[] = [];
   const deadline = Date.now() + timeoutMs;
-  while (seen.length < count && Date.now() < deadline) {
-    const batch = await consumer.fetch({ max_messages: count - seen.length, expires: 2_000 });
-    for await (const message of batch) seen.push(message.string());
+  for (;;) {
+    try {
+      const consumer = await js.consumers.get(stream);
+      const seen: string[] = [];
+      while (seen.length < count && Date.now() < deadline) {
+        const batch = await consumer.fetch({ max_messages: count - seen.length, expires: 2_000 });
+        for await (const message of batch) seen.push(message.string());
+      }
+      return seen;
+    } catch (error) {
+      // "no responders" while the stream's group elects a leader (just created, or a peer just
+      // removed): read again from the start with a new consumer.
+      if (Date.now() > deadline) throw error;
+      await sleep(200);
+    }
   }
-  return seen;
 }
