@@ -59,7 +59,7 @@ export async function bundleManager(outFile: string): Promise<Bundle> {
     target: 'node24',
     banner: { js: REQUIRE_BANNER },
     plugins: [leaveOutLocalPlane],
-    // 16 MB of the bundle's 19, parsed at every start, for kubeconfigs a pod never has
+    // 16 MB of the bundle's 21, parsed at every start, for kubeconfigs a pod never has
     // (src/kube/kubeconfig.ts): a pod reads its service account.
     external: ['@kubernetes/client-node'],
     legalComments: 'none',

@@ -6,6 +6,7 @@ import { dump } from 'js-yaml';
 import { MANAGED_BY_LABEL, MANAGED_BY_VALUE } from '../api/nats.ts';
 import type { KubeObject } from '../base/object.ts';
 import { CHILD_KINDS, type ChildKind } from '../render/children.ts';
+import { parseConfig } from './config.ts';
 import { childNameCondition } from './webhook-configurations.ts';
 
 export const VALIDATING_WEBHOOK_FILE = 'deploy/webhooks/validating-webhook-configuration.yaml';
@@ -13,8 +14,8 @@ export const CLUSTER_ROLE_FILE = 'deploy/rbac/cluster-role.yaml';
 export const ROLES_FILE = 'deploy/rbac/roles.yaml';
 
 const MANAGER_NAMESPACE = 'kyma-system';
-/** The default served NATS resource (config.ts); the manager writes the configured one's names. */
-const NATS_NAME = 'eventing-nats';
+/** The default served NATS resource; the manager writes the configured one's names. */
+const NATS_NAME = parseConfig([], {}).natsName;
 const SERVICE = { name: 'nats-manager-webhook', namespace: MANAGER_NAMESPACE, port: 443 };
 const NAMESPACE_LABEL = 'kubernetes.io/metadata.name';
 const LABELS = { 'app.kubernetes.io/name': 'nats-manager' };
