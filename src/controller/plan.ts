@@ -921,6 +921,15 @@ function problemsOf(plan: ApplyPlan, failed: readonly string[]): string[] {
   ];
 }
 
+/**
+ * The events of the child writes that went through. They happened whatever becomes of the
+ * status write after them, so a status lost to a conflict must not lose them too: the retry
+ * finds the children written and has nothing left to announce.
+ */
+export function writeEvents(results: readonly WriteResult[]): NatsEvent[] {
+  return results.flatMap((r) => (r.ok && r.repeated !== true ? [r.write.event] : []));
+}
+
 /** The status and events after an apply plan was carried out. Pure. */
 export function settleApply(
   { nats, settings, observed }: PlanInput,
@@ -932,7 +941,7 @@ export function settleApply(
     r.ok ? [] : [`${describeObject(r.write.object)}: ${r.error}`],
   );
   const written = results.flatMap((r) => (r.ok ? [r] : []));
-  const events = written.flatMap((r) => (r.repeated === true ? [] : [r.write.event]));
+  const events = writeEvents(results);
   const problems = problemsOf(plan, failed);
   if (problems.length > 0)
     return settleProblems({ nats, settings, observed }, plan, {

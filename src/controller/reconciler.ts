@@ -28,6 +28,7 @@ import {
   planReconcile,
   restartEvent,
   settleApply,
+  writeEvents,
   type ApplyPlan,
   type ChildWrite,
   type ClaimResult,
@@ -505,7 +506,7 @@ class Run {
     await this.deleteClaims(plan.scaleDown?.deleteClaims ?? []);
     const input = { nats: this.nats, settings: this.deps.settings, observed };
     const settled = settleApply(input, plan, results, claimResults);
-    await this.report(settled.status, settled.events);
+    await this.report(settled.status, settled.events, writeEvents(results));
     const children = results.map((r) => ({
       child: describeObject(r.write.object),
       action: r.write.action,
@@ -836,24 +837,38 @@ class Run {
   }
 
   /** Writes the status (when the plan changed it), then records the events. */
+  /**
+   * Writes the status, then records the events. `done` are those among them of writes already
+   * made: a failed status write (a conflict) still records them before the retry.
+   */
   private async report(
     status: Nats['status'] | undefined,
     events: readonly NatsEvent[],
+    done: readonly NatsEvent[] = [],
   ): Promise<void> {
     if (status !== undefined) {
       this.deps.onWrite?.(NATS_KIND, 'status');
-      this.nats = await this.deps.client.status<Nats>(
-        {
-          ...this.nats,
-          apiVersion: NATS_API_VERSION,
-          kind: NATS_KIND,
-          metadata: (this.nats.metadata ?? {}) as KubeObject['metadata'],
-          status,
-        },
-        { signal: this.signal },
-      );
+      try {
+        this.nats = await this.deps.client.status<Nats>(
+          {
+            ...this.nats,
+            apiVersion: NATS_API_VERSION,
+            kind: NATS_KIND,
+            metadata: (this.nats.metadata ?? {}) as KubeObject['metadata'],
+            status,
+          },
+          { signal: this.signal },
+        );
+      } catch (error) {
+        if (this.signal?.aborted !== true) await this.recordEvents(done);
+        throw error;
+      }
       this.log.info('status written', { state: status.state });
     }
+    await this.recordEvents(events);
+  }
+
+  private async recordEvents(events: readonly NatsEvent[]): Promise<void> {
     const target = {
       name: this.nats.metadata?.name ?? '',
       namespace: this.nats.metadata?.namespace ?? '',

@@ -108,6 +108,21 @@ describe('the reconcile executor', () => {
     expect(JSON.stringify(status)).toContain('duplicate port name');
   });
 
+  it('a status write lost to a conflict still records the events of the children written', async () => {
+    const client = createFakeKubeClient();
+    const stored = client.put(natsObject());
+    client.intercept = (call) =>
+      call.verb === 'status'
+        ? Promise.reject(new KubeApiError('PUT', call.path, 409, { reason: 'Conflict' }))
+        : undefined;
+    const { deps, events } = setup(client, stored);
+    const reconcile = new NatsReconciler(deps).reconcile('kyma-system', 'eventing-nats');
+    await expect(reconcile).rejects.toThrow(KubeApiError);
+    // The children were created: the retry finds nothing to announce, so they are told now;
+    // the state transition waits for the status that says it.
+    expect(events.map((e) => e.reason)).toEqual(Array<string>(5).fill('Created'));
+  });
+
   it('an aborted signal ends the reconcile at once, even inside a request that hangs', async () => {
     const client = createFakeKubeClient();
     const stored = client.put(natsObject({ finalizers: [NATS_FINALIZER] }));
