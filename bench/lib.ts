@@ -1,7 +1,7 @@
 // What every benchmark shares: the plane they run on, the manager process under test, figures
 // read from /proc and from the API server's own metrics, and the statistics.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import { defaultNatsSpec } from '../src/api/defaults.ts';
@@ -217,7 +217,10 @@ export function spawnManager(bench: Bench, run: ManagerRun): ManagerProcess {
   );
   let buffered = '';
   child.stderr.setEncoding('utf8');
+  // The managers' logs, for finding where a figure's time went; the figures never need them.
+  const logFile = process.env.BENCH_MANAGER_LOG;
   child.stderr.on('data', (chunk: string) => {
+    if (logFile !== undefined) appendFileSync(logFile, chunk);
     buffered += chunk;
     let newline = buffered.indexOf('\n');
     while (newline >= 0) {
