@@ -413,7 +413,7 @@ function withValueAt(object: KubeObject, path: readonly string[], value: unknown
  * The desired object as a full replacement of `live`: compare-and-swap on its resourceVersion,
  * with what Kubernetes allocated (a Service's cluster IPs) carried over.
  */
-function replacement(child: ChildKind, desired: KubeObject, live: KubeObject): KubeObject {
+export function replacement(child: ChildKind, desired: KubeObject, live: KubeObject): KubeObject {
   let object: KubeObject = {
     ...desired,
     metadata: { ...desired.metadata, resourceVersion: live.metadata.resourceVersion },

@@ -10,7 +10,7 @@ import { NATS_API_VERSION, NATS_FINALIZER, NATS_KIND, type Nats } from '../api/n
 import { errorMessage } from '../base/json.ts';
 import type { Logger } from '../base/log.ts';
 import { describeObject, refOf, type KubeObject, type ObjectRef } from '../base/object.ts';
-import type { KubeClient } from '../kube/client.ts';
+import type { KubeClient, WriteOptions } from '../kube/client.ts';
 import { collectionPath } from '../kube/resources.ts';
 import { isApiStatus } from '../kube/transport.ts';
 import type { CustomerDataCheck } from '../nats/customer-data.ts';
@@ -26,6 +26,7 @@ import type { EventRecorder, NatsEvent } from './events.ts';
 import {
   FIELD_MANAGER,
   planReconcile,
+  replacement,
   restartEvent,
   settleApply,
   writeEvents,
@@ -161,6 +162,9 @@ function isOrphan(pod: PodView): boolean {
     !(pod.metadata?.ownerReferences ?? []).some((owner) => owner.controller === true)
   );
 }
+
+/** How often a replacement that met 409 is put again on a fresh read before the child fails. */
+const REPLACE_ATTEMPTS = 3;
 
 /** The parts of a PersistentVolumeClaim a storage growth reads. */
 interface ClaimView {
@@ -677,7 +681,7 @@ class Run {
         write.action === 'takeover'
           ? await this.takeOver(write)
           : write.action === 'replace'
-            ? await client.update(write.object, options)
+            ? await this.replace(write, options)
             : await client.apply(write.object, options);
       const done = {
         create: 'created',
@@ -695,6 +699,28 @@ class Run {
       if (this.signal?.aborted === true) throw error;
       this.log.error('child write failed', { child: describeObject(write.object), error });
       return { write, ok: false, error: errorMessage(error) };
+    }
+  }
+
+  /**
+   * A full replacement, guarded by the resourceVersion the plan saw. A 409 says only that the
+   * object moved on since (the StatefulSet controller writes its status right after a template
+   * change): what the plan puts is the whole desired object either way, so it is put again on
+   * the version a fresh read finds, a few times, rather than failing the child and showing the
+   * state Error for a routine race.
+   */
+  private async replace(write: ChildWrite, options: WriteOptions): Promise<KubeObject> {
+    const { client } = this.deps;
+    let object = write.object;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await client.update(object, options);
+      } catch (error) {
+        if (!isApiStatus(error, 409) || attempt === REPLACE_ATTEMPTS) throw error;
+        const fresh = await client.get(refOf(object), { signal: this.signal });
+        if (fresh === undefined) throw error;
+        object = replacement(write.child, write.object, fresh);
+      }
     }
   }
 

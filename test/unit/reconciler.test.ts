@@ -123,6 +123,54 @@ describe('the reconcile executor', () => {
     expect(events.map((e) => e.reason)).toEqual(Array<string>(5).fill('Created'));
   });
 
+  it('a replacement that meets 409 is put again on a fresh read, with no Error shown', async () => {
+    const client = createFakeKubeClient();
+    const stored = client.put(natsObject());
+    const { deps } = setup(client, stored);
+    await new NatsReconciler(deps).reconcile('kyma-system', 'eventing-nats');
+    const stsRef = {
+      apiVersion: 'apps/v1',
+      kind: 'StatefulSet',
+      namespace: 'kyma-system',
+      name: 'eventing-nats',
+    };
+    const sts = client.stored(stsRef);
+    if (sts === undefined) throw new Error('no StatefulSet');
+    // Someone adds a field: only a full replacement takes it away again.
+    client.put({
+      ...sts,
+      metadata: {
+        ...sts.metadata,
+        labels: { ...(sts.metadata.labels as Record<string, string>), extra: 'x' },
+        managedFields: [
+          {
+            manager: 'kubectl-label',
+            operation: 'Update',
+            fieldsType: 'FieldsV1',
+            fieldsV1: { 'f:metadata': { 'f:labels': { 'f:extra': {} } } },
+          },
+        ],
+      },
+    });
+    let moved = false;
+    client.intercept = (call) => {
+      // The StatefulSet controller writes its status between the plan's read and the PUT.
+      if (call.verb === 'update' && call.path.includes('/statefulsets/') && !moved) {
+        moved = true;
+        const live = client.stored(stsRef);
+        if (live !== undefined) client.put({ ...live, status: { observedGeneration: 2 } });
+      }
+      return undefined;
+    };
+    const before = client.calls.length;
+    await new NatsReconciler(deps).reconcile('kyma-system', 'eventing-nats');
+    const calls = client.calls.slice(before).filter((c) => c.path.includes('/statefulsets/'));
+    expect(calls.map((c) => c.verb)).toEqual(['get', 'update', 'get', 'update']);
+    const labels = client.stored(stsRef)?.metadata.labels as Record<string, string>;
+    expect(labels.extra).toBeUndefined();
+    expect((client.stored(NATS_REF)?.status as Nats['status'])?.state).toBe('Processing');
+  });
+
   it('an aborted signal ends the reconcile at once, even inside a request that hangs', async () => {
     const client = createFakeKubeClient();
     const stored = client.put(natsObject({ finalizers: [NATS_FINALIZER] }));
