@@ -239,6 +239,8 @@ class Run {
   private nats: Nats;
   /** How many NATS pods the last observation listed. */
   private listedPods = 0;
+  /** What the NATS servers answered this reconcile, by question (once()). */
+  private readonly answers = new Map<string, Promise<unknown>>();
   /** The NATS pods' zones, for the status; listed alongside the writes. */
   private zones: Promise<readonly string[] | undefined> = Promise.resolve(undefined);
 
@@ -370,7 +372,20 @@ class Run {
       this.deps.monitor ??
       ((targets: readonly MonitoredPod[], signal: AbortSignal | undefined) =>
         clusterHealth(targets, signal === undefined ? {} : { signal }));
-    return monitor(monitored, this.signal);
+    return this.once(`health ${JSON.stringify(monitored)}`, () => monitor(monitored, this.signal));
+  }
+
+  /**
+   * The answer to a question for the NATS servers, asked once per reconcile: a plan made again
+   * on consistent reads of the pods asks the same servers the same, and a few milliseconds
+   * later their answer is no fresher (an unreachable cluster made every such plan wait twice).
+   */
+  private once<T>(question: string, ask: () => Promise<T>): Promise<T> {
+    const earlier = this.answers.get(question) as Promise<T> | undefined;
+    if (earlier !== undefined) return earlier;
+    const answer = ask();
+    this.answers.set(question, answer);
+    return answer;
   }
 
   /**
@@ -406,9 +421,11 @@ class Run {
         ? undefined
         : password === undefined
           ? { ok: false as const, error: 'no system account password in the Secret' }
-          : await (this.deps.natsPeers?.observe ?? observeCluster)(
-              { url: this.natsUrl(), password },
-              replicas,
+          : await this.once(`cluster of ${String(replicas)}`, () =>
+              (this.deps.natsPeers?.observe ?? observeCluster)(
+                { url: this.natsUrl(), password },
+                replicas,
+              ),
             );
     return {
       statefulSet: name,

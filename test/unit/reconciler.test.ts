@@ -397,4 +397,50 @@ describe('the reconcile executor reading pods and claims', () => {
       'pods consistent',
     ]);
   });
+
+  it('asks the NATS servers once, though a scale-down plan is made twice', async () => {
+    const client = createFakeKubeClient();
+    const stored = client.put(natsObject());
+    const { deps } = setup(client, stored);
+    await new NatsReconciler(deps).reconcile('kyma-system', 'eventing-nats');
+    const stsRef = {
+      apiVersion: 'apps/v1',
+      kind: 'StatefulSet',
+      namespace: 'kyma-system',
+      name: 'eventing-nats',
+    };
+    const sts = client.stored(stsRef);
+    if (sts === undefined) throw new Error('no StatefulSet');
+    // Scaled up by hand to 2, one server running: the loop scales back to the spec's 1.
+    client.put({ ...sts, spec: { ...(sts.spec as object), replicas: 2 } });
+    client.put({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: {
+        name: 'eventing-nats-0',
+        namespace: 'kyma-system',
+        labels: (sts.spec as { selector: { matchLabels: Record<string, string> } }).selector
+          .matchLabels,
+      },
+      status: { podIP: '10.0.0.1' },
+    });
+    const asked: string[] = [];
+    const before = client.calls.length;
+    await new NatsReconciler({
+      ...deps,
+      monitor: () => {
+        asked.push('monitor');
+        return Promise.resolve(new Map());
+      },
+      natsPeers: {
+        observe: () => {
+          asked.push('observe');
+          return Promise.resolve({ ok: false, error: 'unreachable' });
+        },
+        remove: () => Promise.resolve({ ok: false, error: 'unreachable' }),
+      },
+    }).reconcile('kyma-system', 'eventing-nats');
+    expect(podAndClaimLists(client, before)).toContain('pods consistent');
+    expect(asked.toSorted()).toEqual(['monitor', 'observe']);
+  });
 });
