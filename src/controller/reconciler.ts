@@ -333,7 +333,10 @@ class Run {
     const scaleDown =
       statefulSet === undefined
         ? undefined
-        : await this.scaleDownObservations(statefulSet, children, size, pods ?? []);
+        : await this.scaleDownObservations(statefulSet, children, size, {
+            pods: pods ?? [],
+            claims: volumeClaims,
+          });
     const orphanedPods = statefulSet === undefined ? natsPods.filter(isOrphan).length : 0;
     return {
       children,
@@ -396,8 +399,9 @@ class Run {
     statefulSet: KubeObject,
     children: ReadonlyMap<string, KubeObject>,
     size: number,
-    pods: readonly PodView[],
+    listed: { readonly pods: readonly PodView[]; readonly claims: readonly ObservedClaim[] },
   ): Promise<ScaleDownObservation | undefined> {
+    const { pods, claims } = listed;
     const sts = statefulSet as KubeObject & {
       spec?: { replicas?: number };
       status?: { replicas?: number };
@@ -408,7 +412,6 @@ class Run {
     );
     if (replicas <= size && (sts.status?.replicas ?? 0) <= size && !finishing) return undefined;
     const name = statefulSet.metadata.name ?? '';
-    const claims = await this.volumeClaims('pending');
     const ordinals = <T>(items: readonly T[], nameOfItem: (item: T) => string) =>
       items.flatMap((item) => {
         const ordinal = ordinalOf(name, nameOfItem(item));
@@ -436,10 +439,9 @@ class Run {
           item.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
         )
         .map((p) => p.ordinal),
-      claims: ordinals(claims, (ref) => ref.name).map(({ ordinal, item }) => ({
-        ordinal,
-        ref: item,
-      })),
+      // Those whose deletion was not asked for yet, as listed with the pods: listing them again
+      // would wait for the API server's cache a second time.
+      claims: claims.flatMap((c) => (c.deleting ? [] : [{ ordinal: c.ordinal, ref: c.ref }])),
       cluster,
     };
   }
@@ -931,20 +933,16 @@ class Run {
     );
   }
 
-  /** The StatefulSet's claims outlive it by design; a deleted NATS must not leave them behind. */
-  /**
-   * The NATS volume claims. `pending` leaves out those already being deleted: their deletion
-   * was asked for, and Kubernetes finishes it once no pod uses them.
-   */
-  private async volumeClaims(which: 'all' | 'pending' = 'all'): Promise<ObjectRef[]> {
+  /** The NATS volume claims; they outlive the StatefulSet by design, a deleted NATS must not. */
+  private async volumeClaims(): Promise<ObjectRef[]> {
     const input = natsRenderInput(this.nats);
     const list = await this.deps.client.list(
       collectionPath('v1', 'PersistentVolumeClaim', input.namespace),
       { labelSelector: labelSelector(selectorLabels(input)), signal: this.signal },
     );
-    return (list.items ?? [])
-      .filter((claim) => which === 'all' || claim.metadata.deletionTimestamp === undefined)
-      .map((claim) => refOf({ ...claim, apiVersion: 'v1', kind: 'PersistentVolumeClaim' }));
+    return (list.items ?? []).map((claim) =>
+      refOf({ ...claim, apiVersion: 'v1', kind: 'PersistentVolumeClaim' }),
+    );
   }
 
   /**
