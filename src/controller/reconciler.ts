@@ -193,16 +193,34 @@ export class ChildrenFailedError extends Error {
 type PodAndClaimReads = 'watch-cache' | 'consistent';
 
 /**
- * Whether the plan acts on what the pods and claims showed, beyond writing the children: a pod
- * restart, a scale-down step, a storage growth, a StatefulSet re-created (or created while NATS
- * pods run: a growth's, whose orphaning a stale read could miss), or a rollout that waits (whose
- * end a stale read could hide). Such a plan is made again on consistent reads.
+ * Whether a scale-down step does something a stale list could have misled: move the leadership,
+ * remove a peer, cut the StatefulSet or delete claims. One that only waits is looked at again.
  */
-function actsOnPodsOrClaims(plan: ApplyPlan, listedPods: number): boolean {
-  const growth = plan.storageGrowth;
+function scaleDownActs(step: ApplyPlan['scaleDown'], observed: Observations): boolean {
+  if (step === undefined) return false;
   return (
-    plan.rollout.kind !== 'none' ||
-    plan.scaleDown !== undefined ||
+    step.stepDownTo !== undefined ||
+    step.removePeer !== undefined ||
+    step.deleteClaims.length > 0 ||
+    step.replicas < (observed.scaleDown?.replicas ?? step.replicas)
+  );
+}
+
+/**
+ * Whether the plan acts on what the pods and claims showed, beyond writing the children: a pod
+ * restart, a scale-down step that acts, a storage growth, a StatefulSet re-created (or created
+ * while NATS pods run: a growth's, whose orphaning a stale read could miss), or a rollout found
+ * overdue (a Warning). Such a plan is made again on consistent reads. A step that only waits
+ * is not: a list a few milliseconds stale can at worst make it wait until the next look, and
+ * while a rollout or scale-down runs every reconcile would wait for the consistent read.
+ */
+function actsOnPodsOrClaims(plan: ApplyPlan, observed: Observations, listedPods: number): boolean {
+  const growth = plan.storageGrowth;
+  const { rollout } = plan;
+  return (
+    rollout.kind === 'restart' ||
+    (rollout.kind === 'wait' && rollout.overdue) ||
+    scaleDownActs(plan.scaleDown, observed) ||
     growth?.progress !== undefined ||
     (growth?.patchClaims.length ?? 0) > 0 ||
     plan.writes.some(
@@ -274,7 +292,7 @@ class Run {
     let plan = planReconcile(input);
     // Pods and claims were read from the API server's watch cache, a few milliseconds behind:
     // enough to see that nothing moves, not to restart, delete or cut anything on.
-    if (plan.kind === 'apply' && actsOnPodsOrClaims(plan, this.listedPods)) {
+    if (plan.kind === 'apply' && actsOnPodsOrClaims(plan, observed, this.listedPods)) {
       input = { ...input, observed: await this.applyObservations('consistent') };
       plan = planReconcile(input);
     }

@@ -398,7 +398,11 @@ describe('the reconcile executor reading pods and claims', () => {
     ]);
   });
 
-  it('asks the NATS servers once, though a scale-down plan is made twice', async () => {
+  /**
+   * A cluster of one whose StatefulSet was scaled up to 2 by hand, with `pods` running; then
+   * reconciled with NATS unreachable. What the servers were asked, and how pods were listed.
+   */
+  async function scaledUpByHand(pods: readonly string[]) {
     const client = createFakeKubeClient();
     const stored = client.put(natsObject());
     const { deps } = setup(client, stored);
@@ -411,19 +415,19 @@ describe('the reconcile executor reading pods and claims', () => {
     };
     const sts = client.stored(stsRef);
     if (sts === undefined) throw new Error('no StatefulSet');
-    // Scaled up by hand to 2, one server running: the loop scales back to the spec's 1.
-    client.put({ ...sts, spec: { ...(sts.spec as object), replicas: 2 } });
-    client.put({
-      apiVersion: 'v1',
-      kind: 'Pod',
-      metadata: {
-        name: 'eventing-nats-0',
-        namespace: 'kyma-system',
-        labels: (sts.spec as { selector: { matchLabels: Record<string, string> } }).selector
-          .matchLabels,
-      },
-      status: { podIP: '10.0.0.1' },
-    });
+    const spec = sts.spec as { selector: { matchLabels: Record<string, string> } };
+    client.put({ ...sts, spec: { ...spec, replicas: 2 } });
+    pods.forEach((name, index) =>
+      client.put({
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name, namespace: 'kyma-system', labels: spec.selector.matchLabels },
+        status: {
+          podIP: `10.0.0.${String(index + 1)}`,
+          conditions: [{ type: 'Ready', status: 'True' }],
+        },
+      }),
+    );
     const asked: string[] = [];
     const before = client.calls.length;
     await new NatsReconciler({
@@ -440,7 +444,18 @@ describe('the reconcile executor reading pods and claims', () => {
         remove: () => Promise.resolve({ ok: false, error: 'unreachable' }),
       },
     }).reconcile('kyma-system', 'eventing-nats');
-    expect(podAndClaimLists(client, before)).toContain('pods consistent');
+    return { asked, lists: podAndClaimLists(client, before) };
+  }
+
+  it('asks the NATS servers once, though a scale-down plan is made twice', async () => {
+    // The second server never ran: the StatefulSet is cut at once, on consistent lists.
+    const { asked, lists } = await scaledUpByHand(['eventing-nats-0']);
+    expect(lists).toContain('pods consistent');
     expect(asked.toSorted()).toEqual(['monitor', 'observe']);
+  });
+
+  it('a scale-down that can only wait (a ready server, NATS unreachable) is judged on the watch cache', async () => {
+    const { lists } = await scaledUpByHand(['eventing-nats-0', 'eventing-nats-1']);
+    expect(lists.toSorted()).toEqual(['persistentvolumeclaims cache', 'pods cache']);
   });
 });
