@@ -57,6 +57,27 @@ function setup(
   return { deps, events };
 }
 
+const STS_REF = {
+  apiVersion: 'apps/v1',
+  kind: 'StatefulSet',
+  namespace: 'kyma-system',
+  name: 'eventing-nats',
+};
+
+/** A cluster of one, reconciled once on the in-memory client: its StatefulSet exists. */
+async function reconciledCluster(): Promise<{
+  client: FakeKubeClient;
+  deps: ReconcilerDeps;
+  sts: KubeObject;
+}> {
+  const client = createFakeKubeClient();
+  const { deps } = setup(client, client.put(natsObject()));
+  await new NatsReconciler(deps).reconcile('kyma-system', 'eventing-nats');
+  const sts = client.stored(STS_REF);
+  if (sts === undefined) throw new Error('no StatefulSet');
+  return { client, deps, sts };
+}
+
 const NATS_REF = {
   apiVersion: 'operator.kyma-project.io/v1alpha1',
   kind: 'NATS',
@@ -124,18 +145,7 @@ describe('the reconcile executor', () => {
   });
 
   it('a replacement that meets 409 is put again on a fresh read, with no Error shown', async () => {
-    const client = createFakeKubeClient();
-    const stored = client.put(natsObject());
-    const { deps } = setup(client, stored);
-    await new NatsReconciler(deps).reconcile('kyma-system', 'eventing-nats');
-    const stsRef = {
-      apiVersion: 'apps/v1',
-      kind: 'StatefulSet',
-      namespace: 'kyma-system',
-      name: 'eventing-nats',
-    };
-    const sts = client.stored(stsRef);
-    if (sts === undefined) throw new Error('no StatefulSet');
+    const { client, deps, sts } = await reconciledCluster();
     // Someone adds a field: only a full replacement takes it away again.
     client.put({
       ...sts,
@@ -157,7 +167,7 @@ describe('the reconcile executor', () => {
       // The StatefulSet controller writes its status between the plan's read and the PUT.
       if (call.verb === 'update' && call.path.includes('/statefulsets/') && !moved) {
         moved = true;
-        const live = client.stored(stsRef);
+        const live = client.stored(STS_REF);
         if (live !== undefined) client.put({ ...live, status: { observedGeneration: 2 } });
       }
       return undefined;
@@ -166,7 +176,7 @@ describe('the reconcile executor', () => {
     await new NatsReconciler(deps).reconcile('kyma-system', 'eventing-nats');
     const calls = client.calls.slice(before).filter((c) => c.path.includes('/statefulsets/'));
     expect(calls.map((c) => c.verb)).toEqual(['get', 'update', 'get', 'update']);
-    const labels = client.stored(stsRef)?.metadata.labels as Record<string, string>;
+    const labels = client.stored(STS_REF)?.metadata.labels as Record<string, string>;
     expect(labels.extra).toBeUndefined();
     expect((client.stored(NATS_REF)?.status as Nats['status'])?.state).toBe('Processing');
   });
@@ -403,18 +413,7 @@ describe('the reconcile executor reading pods and claims', () => {
    * reconciled with NATS unreachable. What the servers were asked, and how pods were listed.
    */
   async function scaledUpByHand(pods: readonly string[]) {
-    const client = createFakeKubeClient();
-    const stored = client.put(natsObject());
-    const { deps } = setup(client, stored);
-    await new NatsReconciler(deps).reconcile('kyma-system', 'eventing-nats');
-    const stsRef = {
-      apiVersion: 'apps/v1',
-      kind: 'StatefulSet',
-      namespace: 'kyma-system',
-      name: 'eventing-nats',
-    };
-    const sts = client.stored(stsRef);
-    if (sts === undefined) throw new Error('no StatefulSet');
+    const { client, deps, sts } = await reconciledCluster();
     const spec = sts.spec as { selector: { matchLabels: Record<string, string> } };
     client.put({ ...sts, spec: { ...spec, replicas: 2 } });
     pods.forEach((name, index) =>
