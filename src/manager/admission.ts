@@ -23,6 +23,7 @@ import {
   type ClaimStorageClass,
   type StorageClassLookup,
 } from '../../webhooks/storage-growth-check.ts';
+import { findDrift } from '../controller/drift.ts';
 import { collectionPath } from '../kube/resources.ts';
 import type { KubeClient } from '../kube/client.ts';
 import { observeCluster } from '../nats/peers.ts';
@@ -166,18 +167,26 @@ async function defaultClass(client: KubeClient, signal: AbortSignal): Promise<st
  * bundle written; one that was deleted is created again from the same manifest, so that a
  * deleted configuration does not leave the manager unable to start.
  */
+// The webhook configurations' own field manager, apart from the children's.
+const FIELD_MANAGER = 'nats-manager';
+
 async function writeConfiguration(
   client: KubeClient,
   configuration: WebhookConfiguration,
   options: { readonly offCluster: boolean; readonly caPem: string; readonly injectCa: boolean },
 ): Promise<void> {
-  if (options.offCluster) {
-    await client.apply(configuration, { fieldManager: 'nats-manager' });
-    return;
-  }
   const { kind } = configuration;
   const name = String(configuration.metadata.name);
   const current = await client.get({ apiVersion: configuration.apiVersion, kind, name });
+  if (options.offCluster) {
+    // Checked on every certificate check: an apply that would change nothing is not sent, so an
+    // idle manager writes nothing.
+    if (current !== undefined && findDrift(configuration, current, FIELD_MANAGER) === undefined) {
+      return;
+    }
+    await client.apply(configuration, { fieldManager: FIELD_MANAGER });
+    return;
+  }
   if (current === undefined) {
     await client.create(configuration);
     return;

@@ -93,6 +93,19 @@ describe('the manager without its webhook configurations', () => {
     await requestJson(admin, { method: 'PUT', path: CLUSTER_ROLE_PATH, body: { ...role, rules } });
   }
 
+  /** Writes the API server has served to webhook configurations, from its own metrics. */
+  async function configurationWrites(): Promise<number> {
+    const text = await clientFor(admin).request({ method: 'GET', path: '/metrics' });
+    let total = 0;
+    for (const line of String(text).split('\n')) {
+      if (!line.startsWith('apiserver_request_total{')) continue;
+      if (!/resource="(mutating|validating)webhookconfigurations"/.test(line)) continue;
+      if (!/verb="(POST|PUT|PATCH|APPLY|DELETE)"/.test(line)) continue;
+      total += Number(line.slice(line.lastIndexOf(' ') + 1));
+    }
+    return total;
+  }
+
   async function eventually(check: () => Promise<boolean>, ms: number): Promise<void> {
     const deadline = Date.now() + ms;
     while (!(await check())) {
@@ -126,7 +139,8 @@ describe('the manager without its webhook configurations', () => {
       const error = await createSecondNats();
       expect(error).toBeInstanceOf(KubeApiError);
       expect((error as KubeApiError).message).toContain('serves only one NATS resource');
-      // The recheck (every second here) changes nothing that is in place.
+      // The recheck (every second here) changes nothing that is in place, and sends no write:
+      // the API server's own count of writes to webhook configurations stays where it was.
       const version = async (): Promise<string> =>
         (
           (await requestJson(admin, { method: 'GET', path: VALIDATING_PATH })) as {
@@ -134,8 +148,10 @@ describe('the manager without its webhook configurations', () => {
           }
         ).metadata.resourceVersion;
       const before = await version();
+      const writesBefore = await configurationWrites();
       await new Promise((resolve) => setTimeout(resolve, 2_500));
       expect(await version()).toBe(before);
+      expect(await configurationWrites()).toBe(writesBefore);
     } finally {
       await admission.close();
     }
