@@ -7,18 +7,14 @@
 // validations in a CRD schema, fields newer than the client), take no AbortSignal, and lose the
 // Status body of a failed watch. A ClusterAccess (src/kube/kubeconfig.ts) supplies the server,
 // TLS and credentials.
-import {
-  Agent as HttpAgent,
-  request as httpRequest,
-  type ClientRequest,
-  type IncomingMessage,
-} from 'node:http';
+import type { Agent as HttpAgent, ClientRequest, IncomingMessage } from 'node:http';
 import {
   Agent as HttpsAgent,
   request as httpsRequest,
   type RequestOptions as HttpsRequestOptions,
 } from 'node:https';
 import type { ClusterAccess } from './kubeconfig.ts';
+import { http } from '../base/http.ts';
 import { isRecord } from '../base/json.ts';
 
 export class KubeApiError extends Error {
@@ -191,7 +187,7 @@ export async function exchange(request: RawRequest): Promise<RawResponse> {
     const options: HttpsRequestOptions = { ...request.options, method: request.method };
     await request.prepare?.(options);
     limit.signal.throwIfAborted();
-    const send = request.url.protocol === 'http:' ? httpRequest : httpsRequest;
+    const send = request.url.protocol === 'http:' ? http.request : httpsRequest;
     const req = send(request.url, {
       ...options,
       agent: request.agent ?? false,
@@ -228,10 +224,10 @@ export function createTransport(kc: ClusterAccess, settings: TransportSettings =
   if (cluster === null) throw new Error('the kubeconfig has no current cluster');
   const server = cluster.server;
   const secure = new URL(server).protocol !== 'http:';
-  const send = secure ? httpsRequest : httpRequest;
+  const send = secure ? httpsRequest : http.request;
   // Pooled: a reconcile's requests reuse warm TLS connections. A hung one is destroyed at its
   // deadline, so it never goes back to the pool.
-  const agent = secure ? new HttpsAgent({ keepAlive: true }) : new HttpAgent({ keepAlive: true });
+  const agent = secure ? new HttpsAgent({ keepAlive: true }) : new http.Agent({ keepAlive: true });
   const defaultTimeoutMs = settings.timeoutMs ?? DEFAULT_TIMEOUT_MS;
 
   // A watch's connection: a fresh one each time (a pooled socket may be the one that went

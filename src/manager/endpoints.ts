@@ -2,10 +2,11 @@
 // for the kubelet on another. Two ports as in controller-runtime managers, so that a
 // NetworkPolicy can open the probes to the node without opening the metrics, and the other way
 // round. No express: three fixed GET routes do not need a router.
-import { createServer, type RequestListener, type Server, type ServerResponse } from 'node:http';
+import type { RequestListener, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import { ConfigError } from './config.ts';
+import { http } from '../base/http.ts';
 import type { Logger } from '../base/log.ts';
 
 export interface BindAddress {
@@ -173,7 +174,7 @@ export async function startEndpoints(options: EndpointsOptions): Promise<Endpoin
   validateChecks(checks);
   const { registry, log } = options;
 
-  const metricsServer = createServer(
+  const metricsServer = http.createServer(
     listener(
       new Map<string, Route>([
         [
@@ -188,7 +189,7 @@ export async function startEndpoints(options: EndpointsOptions): Promise<Endpoin
       log,
     ),
   );
-  const probeServer = createServer(
+  const probeServer = http.createServer(
     listener(
       new Map<string, Route>([
         // Answering at all is the liveness signal: a blocked event loop answers nothing.
