@@ -162,14 +162,14 @@ async function defaultClass(client: KubeClient, signal: AbortSignal): Promise<st
   return marked[0]?.metadata.name;
 }
 
+// The webhook configurations' own field manager, apart from the children's.
+const FIELD_MANAGER = 'nats-manager';
+
 /**
  * Puts one configuration in place. In a cluster the one from deploy/ is kept and only its CA
  * bundle written; one that was deleted is created again from the same manifest, so that a
  * deleted configuration does not leave the manager unable to start.
  */
-// The webhook configurations' own field manager, apart from the children's.
-const FIELD_MANAGER = 'nats-manager';
-
 async function writeConfiguration(
   client: KubeClient,
   configuration: WebhookConfiguration,
