@@ -13,6 +13,7 @@ import { DEFAULT_CONTROLLERS, startLocalPlane, type LocalPlane } from '../src/lo
 import { parseConfig } from '../src/manager/config.ts';
 import { prepareEmbeddedPlane } from '../src/manager/embedded.ts';
 import { IMAGE_NODE_FLAGS, bundleManager } from '../src/localplane/manager-image.ts';
+import { metricTotal } from '../test/support/prometheus.ts';
 
 export const NATS_NAME = 'eventing-nats';
 export const MAIN = new URL('../src/manager/main.ts', import.meta.url).pathname;
@@ -291,13 +292,7 @@ export async function scrape(port: number): Promise<Map<string, number>> {
 /** The sum over every series of one metric of a manager's metrics endpoint. */
 export async function scrapeSum(port: number, name: string): Promise<number> {
   const response = await fetch(`http://127.0.0.1:${String(port)}/metrics`);
-  let total = 0;
-  for (const line of (await response.text()).split('\n')) {
-    if (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) {
-      total += Number(line.slice(line.lastIndexOf(' ') + 1));
-    }
-  }
-  return total;
+  return metricTotal(await response.text(), name);
 }
 
 export async function until(
@@ -364,18 +359,14 @@ export async function apiServerWrites(
   resources: ReadonlySet<string>,
 ): Promise<number> {
   const text = await client.request({ method: 'GET', path: '/metrics' });
-  const body = typeof text === 'string' ? text : '';
-  let total = 0;
-  for (const line of body.split('\n')) {
-    if (!line.startsWith('apiserver_request_total{')) continue;
-    const verb = /verb="(\w+)"/.exec(line)?.[1] ?? '';
-    const resource = /resource="([\w.]+)"/.exec(line)?.[1] ?? '';
-    if (!['POST', 'PUT', 'PATCH', 'DELETE', 'APPLY', 'CREATE', 'UPDATE'].includes(verb)) continue;
-    if (!resources.has(resource)) continue;
-    total += Number(line.slice(line.lastIndexOf(' ') + 1));
-  }
-  return total;
+  return metricTotal(typeof text === 'string' ? text : '', 'apiserver_request_total', (labels) => {
+    const verb = /verb="(\w+)"/.exec(labels)?.[1] ?? '';
+    const resource = /resource="([\w.]+)"/.exec(labels)?.[1] ?? '';
+    return MUTATING_VERBS.has(verb) && resources.has(resource);
+  });
 }
+
+const MUTATING_VERBS = new Set(['POST', 'PUT', 'PATCH', 'DELETE', 'APPLY', 'CREATE', 'UPDATE']);
 
 export async function createNamespace(client: KubeClient, name: string): Promise<void> {
   await client.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name } });

@@ -14,6 +14,7 @@ import { startLocalPlane, type LocalPlane } from '../../src/localplane/plane.ts'
 import * as k8s from '@kubernetes/client-node';
 import { loadAll } from 'js-yaml';
 import { eventually } from '../support/kube.ts';
+import { metricTotal } from '../support/prometheus.ts';
 
 const run = promisify(execFile);
 const MAIN = new URL('../../src/manager/main.ts', import.meta.url).pathname;
@@ -381,14 +382,11 @@ describe('admission webhooks through kubectl', () => {
     it("sends the guard webhook only objects bearing a child's name", async () => {
       // The API server's own count of calls to the guard entry (its matchConditions decide).
       const guardCalls = async (): Promise<number> =>
-        (await kubectl(['get', '--raw', '/metrics'])).stdout
-          .split('\n')
-          .filter(
-            (line) =>
-              line.startsWith('apiserver_admission_webhook_request_total{') &&
-              line.includes('name="guard.children.nats.operator.kyma-project.io"'),
-          )
-          .reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(' ') + 1)), 0);
+        metricTotal(
+          (await kubectl(['get', '--raw', '/metrics'])).stdout,
+          'apiserver_admission_webhook_request_total',
+          (labels) => labels.includes('name="guard.children.nats.operator.kyma-project.io"'),
+        );
       const before = await guardCalls();
       const unrelated = ['team-settings', 'eventing-nats-config-copy', 'nats'];
       for (const name of unrelated) {

@@ -18,6 +18,7 @@ import {
 } from '../../src/localplane/plane.ts';
 import { eventually } from '../support/kube.ts';
 import { createZoneNodes, runPods } from '../support/pods.ts';
+import { metricTotal } from '../support/prometheus.ts';
 
 const run = promisify(execFile);
 const MAIN = new URL('../../src/manager/main.ts', import.meta.url).pathname;
@@ -110,10 +111,7 @@ async function metricLines(manager: Manager, name: string): Promise<string[]> {
 /** The sum of a counter over all its label sets, from a /metrics scrape. */
 async function counter(manager: Manager, name: string): Promise<number> {
   const { body } = await httpGet(manager.metricsPort, '/metrics');
-  return body
-    .split('\n')
-    .filter((line) => line.startsWith(`${name}{`) || line.startsWith(`${name} `))
-    .reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(' ') + 1)), 0);
+  return metricTotal(body, name);
 }
 
 async function gauge(manager: Manager, name: string): Promise<number | undefined> {

@@ -9,6 +9,7 @@ import { startAdmission } from '../../src/manager/admission.ts';
 import { parseConfig } from '../../src/manager/config.ts';
 import { prepareEmbeddedPlane } from '../../src/manager/embedded.ts';
 import { jsonLogger } from '../../src/base/log.ts';
+import { metricTotal } from '../support/prometheus.ts';
 
 const config = parseConfig(['--webhook-port=0', '--cert-check-interval=1'], {});
 const VALIDATING = 'ValidatingWebhookConfiguration/nats-manager-validating';
@@ -96,14 +97,13 @@ describe('the manager without its webhook configurations', () => {
   /** Writes the API server has served to webhook configurations, from its own metrics. */
   async function configurationWrites(): Promise<number> {
     const text = await clientFor(admin).request({ method: 'GET', path: '/metrics' });
-    let total = 0;
-    for (const line of String(text).split('\n')) {
-      if (!line.startsWith('apiserver_request_total{')) continue;
-      if (!/resource="(mutating|validating)webhookconfigurations"/.test(line)) continue;
-      if (!/verb="(POST|PUT|PATCH|APPLY|DELETE)"/.test(line)) continue;
-      total += Number(line.slice(line.lastIndexOf(' ') + 1));
-    }
-    return total;
+    return metricTotal(
+      String(text),
+      'apiserver_request_total',
+      (labels) =>
+        /resource="(mutating|validating)webhookconfigurations"/.test(labels) &&
+        /verb="(POST|PUT|PATCH|APPLY|DELETE)"/.test(labels),
+    );
   }
 
   async function eventually(check: () => Promise<boolean>, ms: number): Promise<void> {

@@ -3,6 +3,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { eventually } from './kube.ts';
+import { metricTotal } from './prometheus.ts';
 
 const MAIN = new URL('../../src/manager/main.ts', import.meta.url).pathname;
 
@@ -96,10 +97,7 @@ export async function httpGet(
 /** A gauge's value, or a counter summed over all its label sets, from a /metrics scrape. */
 export async function metricSum(manager: ManagerProcess, name: string): Promise<number> {
   const { body } = await httpGet(manager.metricsPort, '/metrics');
-  return body
-    .split('\n')
-    .filter((line) => line.startsWith(`${name}{`) || line.startsWith(`${name} `))
-    .reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(' ') + 1)), 0);
+  return metricTotal(body, name);
 }
 
 /** CPU seconds (user + system) the process has used so far, from /proc. */
