@@ -71,8 +71,22 @@ const HANDLERS: Readonly<Record<WebhookName, Handler>> = {
   'protect-children': protectChildren,
 };
 
+/**
+ * Writes a JSON answer in one write. Not express's res.json: its res.send work (a Buffer copy,
+ * content negotiation for ETags and freshness, which admission never uses) was a fifth of a
+ * request's CPU time under load.
+ */
+function sendJson(res: Response, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    'Content-Type': 'application/json; charset=utf-8',
+    'Content-Length': Buffer.byteLength(text),
+  });
+  res.end(text);
+}
+
 function sendError(res: Response, status: number, message: string): void {
-  res.status(status).json({ message });
+  sendJson(res, status, { message });
 }
 
 // The apiserver always sends application/json; anything else is not a review.
@@ -217,7 +231,7 @@ function review(
       (error) => deps.log?.error('admission handler failed', { webhook, error }),
     );
     outcomes.set(res, answer.outcome);
-    res.status(answer.httpStatus).json(answer.body);
+    sendJson(res, answer.httpStatus, answer.body);
   };
 }
 
