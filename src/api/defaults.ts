@@ -33,12 +33,29 @@ function childSchema(schema: SchemaNode, key: string): SchemaNode | undefined {
 // Plain assignment of a key named `__proto__` would set the prototype instead of a key, and a
 // label map may carry any key the user wrote.
 function setOwn(target: Record<string, unknown>, key: string, value: unknown): void {
+  // defineProperty is a slow path in V8; every other key assigns as any key does.
+  if (key !== '__proto__') {
+    target[key] = value;
+    return;
+  }
   Object.defineProperty(target, key, {
     value,
     enumerable: true,
     writable: true,
     configurable: true,
   });
+}
+
+// Per schema node, found once: the defaulting walk runs on every admission request.
+const withDefaults = new WeakMap<SchemaNode, readonly (readonly [string, SchemaNode])[]>();
+
+function propertiesWithDefaults(schema: SchemaNode): readonly (readonly [string, SchemaNode])[] {
+  let properties = withDefaults.get(schema);
+  if (properties === undefined) {
+    properties = Object.entries(schema.properties ?? {}).filter(([, p]) => p.default !== undefined);
+    withDefaults.set(schema, properties);
+  }
+  return properties;
 }
 
 // Mirrors apiextensions structural defaulting: a missing (or null) field gets its default, then
@@ -62,8 +79,8 @@ function applySchemaDefaults(value: unknown, schema: SchemaNode): unknown {
       setOwn(result, key, applySchemaDefaults(child, propertySchema));
     }
   }
-  for (const [key, propertySchema] of Object.entries(schema.properties ?? {})) {
-    if (result[key] === undefined && propertySchema.default !== undefined) {
+  for (const [key, propertySchema] of propertiesWithDefaults(schema)) {
+    if (result[key] === undefined) {
       result[key] = applySchemaDefaults(cloneJson(propertySchema.default), propertySchema);
     }
   }

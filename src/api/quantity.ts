@@ -7,6 +7,7 @@
  * power of ten, never a float. Where upstream's behaviour is a bug that it has fixed since, or
  * hangs, this follows the fix (see parseQuantity and formatQuantity).
  */
+import { LruCache } from '../base/lru.ts';
 
 /** An exact quantity, as parseQuantity makes it (the fields are plain data to read). */
 export interface Quantity {
@@ -158,6 +159,11 @@ function keepsInput(s: Scanned, suffix: Suffix): boolean {
   );
 }
 
+// A judgement of a NATS spec parses the same few quantities (1Gi, 500m, ...) a dozen times,
+// and each parse is bigint work; the results are frozen, so they can be shared.
+const PARSED = new LruCache<string, Quantity>(256);
+const MAX_MEMOISED_QUANTITY_CHARS = 32;
+
 /**
  * Parses a quantity as Kubernetes' ParseQuantity does: non-zero values finer than 1n round away
  * from zero to a multiple of 1n, BinarySI values are capped at 2^63-1 in magnitude, and decimal
@@ -167,6 +173,16 @@ function keepsInput(s: Scanned, suffix: Suffix): boolean {
 export function parseQuantity(input: string | number): Quantity {
   // String() also keeps a non-string from a plain-JS caller on the QuantityError path.
   const str = typeof input === 'string' ? input : String(input);
+  if (str.length > MAX_MEMOISED_QUANTITY_CHARS) return parseText(str);
+  let quantity = PARSED.get(str);
+  if (quantity === undefined) {
+    quantity = parseText(str);
+    PARSED.set(str, quantity);
+  }
+  return quantity;
+}
+
+function parseText(str: string): Quantity {
   if (str === '') throw new QuantityError(FORMAT_WRONG);
   const scanned = scan(str);
   const suffix = interpretSuffix(scanned.suffix);

@@ -165,6 +165,8 @@ function childAt(node: unknown, key: string): unknown {
 
 /** Object members that are null dropped, as the apiserver prunes or defaults them. */
 function withoutNulls(value: unknown): unknown {
+  // Nothing to drop is the usual case: the value itself, not a copy (it is only read).
+  if (!hasNullMember(value)) return value;
   if (Array.isArray(value)) return (value as unknown[]).map(withoutNulls);
   if (!isObject(value)) return value;
   // fromEntries, not assignment: a `__proto__` key stays an ordinary key.
@@ -173,6 +175,11 @@ function withoutNulls(value: unknown): unknown {
       .filter(([, child]) => child !== null)
       .map(([key, child]) => [key, withoutNulls(child)]),
   );
+}
+
+function hasNullMember(value: unknown): boolean {
+  if (Array.isArray(value)) return (value as unknown[]).some(hasNullMember);
+  return isObject(value) && Object.values(value).some((v) => v === null || hasNullMember(v));
 }
 
 function jsonEqual(a: unknown, b: unknown): boolean {
