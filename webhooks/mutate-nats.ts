@@ -8,6 +8,7 @@
 // error of every layer (schema, CEL rules, what only the manager knows) comes in one answer.
 import { defaultNatsSpec } from '../src/api/defaults.ts';
 import type { ServedNats } from '../src/api/rules.ts';
+import { LruCache } from '../src/base/lru.ts';
 import { NATS_GVK, invalidStatus, judgeNats, nameOf } from './nats-verdict.ts';
 import {
   allow,
@@ -83,9 +84,25 @@ export function mutateNats(request: AdmissionRequest, served?: ServedNats): Admi
     const { errors } = judgeNats(request.operation, object, request.oldObject, served);
     if (errors.length > 0) return deny(request.uid, invalidStatus(nameOf(request), errors));
   }
-  const defaulted = defaultNatsSpec(spec);
-  const patch = Object.hasOwn(object, 'spec')
-    ? jsonPatch(spec, defaulted, '/spec')
-    : [{ op: 'add' as const, path: '/spec', value: defaulted }];
-  return allowWithPatch(request.uid, patch);
+  return allowWithPatch(request.uid, defaultingPatch(object, spec));
+}
+
+// The patch is a pure function of the spec, and a spec comes back (see judgeNats' memo); a spec
+// too large for the cap is diffed each time rather than held.
+const PATCHES = new LruCache<string, readonly JsonPatchOperation[]>(64);
+const MAX_MEMOISED_SPEC_CHARS = 16 * 1024;
+
+function defaultingPatch(object: JsonObject, spec: unknown): readonly JsonPatchOperation[] {
+  if (!Object.hasOwn(object, 'spec')) {
+    return [{ op: 'add', path: '/spec', value: defaultNatsSpec(spec) }];
+  }
+  // undefined for a spec that is present but undefined, which only a caller in code can send.
+  const key = JSON.stringify(spec) as string | undefined;
+  const memoised = key !== undefined && key.length <= MAX_MEMOISED_SPEC_CHARS;
+  let patch = memoised ? PATCHES.get(key) : undefined;
+  if (patch === undefined) {
+    patch = Object.freeze(jsonPatch(spec, defaultNatsSpec(spec), '/spec'));
+    if (memoised) PATCHES.set(key, patch);
+  }
+  return patch;
 }

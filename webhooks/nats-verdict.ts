@@ -12,10 +12,18 @@ import {
   type Operation,
   type ServedNats,
 } from '../src/api/rules.ts';
+import { LruCache } from '../src/base/lru.ts';
 import { renderedChildErrors } from '../src/render/limits.ts';
 import { failureStatus, type AdmissionRequest, type Status } from './review.ts';
 
 export const NATS_GVK = { group: NATS_GROUP, version: NATS_VERSION, kind: NATS_KIND } as const;
+
+// Both NATS webhooks judge every write: the mutating one the object as sent, the validating one
+// the object after mutation, the same object when the write needed no defaults; and a re-apply
+// of an unchanged resource is judged again. The verdict is a pure function of the key's parts.
+// Objects too large for the cap are judged each time rather than held.
+const VERDICTS = new LruCache<string, NatsChangeVerdict>(64);
+const MAX_MEMOISED_KEY_CHARS = 64 * 1024;
 
 /** Every error of a NATS CREATE, UPDATE or DELETE, and the warnings for a legal one. */
 export function judgeNats(
@@ -24,9 +32,36 @@ export function judgeNats(
   oldObject: unknown,
   served: ServedNats,
 ): NatsChangeVerdict {
-  return validateNatsChange(operation, object, oldObject, {
-    ...served,
-    childRules: renderedChildErrors,
+  const provider = served.provider?.();
+  const key = JSON.stringify([
+    operation,
+    served.natsName,
+    served.natsNamespace,
+    provider ?? null,
+    object ?? null,
+    oldObject ?? null,
+  ]);
+  const memoised = key.length <= MAX_MEMOISED_KEY_CHARS;
+  let verdict = memoised ? VERDICTS.get(key) : undefined;
+  if (verdict === undefined) {
+    verdict = frozen(
+      validateNatsChange(operation, object, oldObject, {
+        ...served,
+        provider: () => provider,
+        childRules: renderedChildErrors,
+      }),
+    );
+    if (memoised) VERDICTS.set(key, verdict);
+  }
+  return verdict;
+}
+
+// Shared by every caller from now on. The rejected values inside the errors are not frozen:
+// they are parts of the request's object, which is not ours to change.
+function frozen({ errors, warnings }: NatsChangeVerdict): NatsChangeVerdict {
+  return Object.freeze({
+    errors: Object.freeze(errors.map((error) => Object.freeze(error))) as NatsFieldError[],
+    warnings: Object.freeze(warnings) as string[],
   });
 }
 

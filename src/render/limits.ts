@@ -5,6 +5,7 @@
 // child would fail on every reconcile, and a name cannot be changed.
 import { invalid, type NatsFieldError } from '../api/rules.ts';
 import type { DefaultedNatsSpec } from '../api/nats.ts';
+import { LruCache } from '../base/lru.ts';
 import type { KubeObject } from '../base/object.ts';
 import { DEFAULT_IMAGES, type RenderContext, type RenderInput } from './context.ts';
 import { objectNames } from './names.ts';
@@ -181,19 +182,45 @@ function annotationBytes(annotations: Readonly<Record<string, string>> | undefin
   return total;
 }
 
+interface ChildRulesInput {
+  readonly name: string;
+  readonly namespace: string;
+  readonly spec: Record<string, unknown>;
+  readonly provider: string | undefined;
+}
+
+// Every NATS write is judged twice with the same defaulted spec, by the mutating webhook and by
+// the validating one, and a re-apply of an unchanged resource (GitOps does it every few minutes)
+// is judged again; rendering the children is more than half of a judgement. Specs larger than
+// the cap (big annotations) are rendered each time rather than held.
+const RENDERED_ERRORS = new LruCache<string, readonly NatsFieldError[]>(64);
+const MAX_MEMOISED_SPEC_CHARS = 8 * 1024;
+
 /**
  * The errors of the children a NATS resource would produce (see ChildRules in src/api/rules.ts):
- * names at `metadata.name`, annotation sizes at `spec.annotations`.
+ * names at `metadata.name`, annotation sizes at `spec.annotations`. Memoised: a pure function
+ * of its arguments.
  */
 export function renderedChildErrors(
-  resource: {
-    readonly name: string;
-    readonly namespace: string;
-    readonly spec: Record<string, unknown>;
-    readonly provider: string | undefined;
-  },
+  resource: ChildRulesInput,
   clusterDomain = 'cluster.local',
 ): NatsFieldError[] {
+  const spec = JSON.stringify(resource.spec);
+  if (spec.length > MAX_MEMOISED_SPEC_CHARS) return [...childErrorsOf(resource, clusterDomain)];
+  const key = JSON.stringify([resource.name, resource.namespace, resource.provider, clusterDomain]);
+  const memoKey = `${key}${spec}`;
+  let errors = RENDERED_ERRORS.get(memoKey);
+  if (errors === undefined) {
+    errors = childErrorsOf(resource, clusterDomain);
+    RENDERED_ERRORS.set(memoKey, errors);
+  }
+  return [...errors];
+}
+
+function childErrorsOf(
+  resource: ChildRulesInput,
+  clusterDomain: string,
+): readonly NatsFieldError[] {
   const input = defaultedInput(
     resource.name,
     resource.namespace,
@@ -207,7 +234,7 @@ export function renderedChildErrors(
     checks = nameChecks(input, clusterDomain, children);
   } catch {
     // A spec the rules refuse already (a size nats-server cannot hold, ...) does not render.
-    return [];
+    return Object.freeze([]);
   }
   const errors: NatsFieldError[] = [];
   const problems = checks.map(problemOf).filter((p) => p !== undefined);
