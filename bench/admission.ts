@@ -50,8 +50,13 @@ const CONFIG_MAP = {
   data: { 'nats.conf': 'port: 4222\n'.repeat(40) },
 };
 
-function review(webhook: string): string {
+/** The review `webhook` is sent; with `trial`, of a NATS spec no earlier request had. */
+function review(webhook: string, trial?: number): string {
   const nats = webhook !== 'protect-children';
+  const object =
+    trial === undefined
+      ? NATS
+      : { ...NATS, spec: { ...NATS.spec, labels: { trial: String(trial) } } };
   return JSON.stringify({
     apiVersion: 'admission.k8s.io/v1',
     kind: 'AdmissionReview',
@@ -73,7 +78,7 @@ function review(webhook: string): string {
             username: 'system:serviceaccount:kyma-system:nats-manager',
             groups: ['system:serviceaccounts'],
           },
-      object: nats ? NATS : CONFIG_MAP,
+      object: nats ? object : CONFIG_MAP,
       oldObject: nats ? null : CONFIG_MAP,
       dryRun: false,
     },
@@ -136,7 +141,7 @@ interface Target {
   readonly server: Server;
   readonly agent: Agent;
   readonly path: string;
-  readonly body: string;
+  readonly body: () => string;
 }
 
 /** Closed loop: CONNECTIONS clients sending back to back for `ms`. Requests and server CPU. */
@@ -148,7 +153,7 @@ async function saturate(target: Target, ms: number): Promise<{ requests: number;
   await Promise.all(
     Array.from({ length: CONNECTIONS }, async () => {
       while (performance.now() < end) {
-        await post(agent, server.port, path, body);
+        await post(agent, server.port, path, body());
         requests++;
       }
     }),
@@ -167,7 +172,7 @@ async function atRate(target: Target, ms: number): Promise<number[]> {
     const due = Math.floor(((performance.now() - started) * RATE_PER_S) / 1_000);
     for (; sent < due; sent++) {
       pending.push(
-        post(agent, server.port, path, body).then((latency) => void latencies.push(latency)),
+        post(agent, server.port, path, body()).then((latency) => void latencies.push(latency)),
       );
     }
     await new Promise((resolve) => setTimeout(resolve, 1));
@@ -232,6 +237,32 @@ async function measureWebhook(ours: Target, bare: Target, rounds: number): Promi
   };
 }
 
+/**
+ * The review of each webhook, the same body every time as the issue asks; and, for the NATS
+ * webhooks, one whose spec no earlier request had, so that none of the judgement's memos helps
+ * (the API server sends a new object for every write, but the same spec for both webhooks and
+ * for a re-apply).
+ */
+function cases(): { name: string; webhook: string; body: () => string }[] {
+  let trial = 0;
+  const same = (webhook: string): { name: string; webhook: string; body: () => string } => {
+    const body = review(webhook);
+    return { name: webhook, webhook, body: () => body };
+  };
+  const fresh = (webhook: string): { name: string; webhook: string; body: () => string } => ({
+    name: `${webhook}, every spec new`,
+    webhook,
+    body: () => review(webhook, trial++),
+  });
+  return [
+    same('mutate-nats'),
+    same('validate-nats'),
+    same('protect-children'),
+    fresh('mutate-nats'),
+    fresh('validate-nats'),
+  ];
+}
+
 export async function benchAdmission(rounds: number): Promise<AdmissionResult> {
   const ca = createCertificateAuthority('bench-ca', 1);
   const pem = issueCertificate(ca, {
@@ -248,17 +279,17 @@ export async function benchAdmission(rounds: number): Promise<AdmissionResult> {
   ]);
   const webhooks: Record<string, WebhookFigures> = {};
   try {
-    for (const webhook of ['mutate-nats', 'validate-nats', 'protect-children']) {
+    for (const { name, webhook, body } of cases()) {
       const target = (server: Server): Target => ({
         server,
         agent: agents.get(server) ?? new Agent(),
         path: `/${webhook}`,
-        body: review(webhook),
+        body,
       });
       const figures = await measureWebhook(target(manager), target(bare), rounds);
-      webhooks[webhook] = figures;
+      webhooks[name] = figures;
       log(
-        `${webhook}: ${figures.requestsPerSecond.toFixed(0)} req/s vs bare ` +
+        `${name}: ${figures.requestsPerSecond.toFixed(0)} req/s vs bare ` +
           `${figures.bareRequestsPerSecond.toFixed(0)} (${ratio(figures.requestsPerSecond, figures.bareRequestsPerSecond)})`,
       );
     }
@@ -273,13 +304,15 @@ export async function benchAdmission(rounds: number): Promise<AdmissionResult> {
 export function admissionRows(result: AdmissionResult): Row[] {
   const rows: Row[] = [];
   for (const [webhook, f] of Object.entries(result.webhooks)) {
+    // The targets are the issue's, for the same body every time.
+    const targeted = !webhook.includes(',');
     rows.push({
       benchmark: '6 admission',
       figure: `${webhook} req/s (${String(CONNECTIONS)} conns)`,
       ours: f.requestsPerSecond,
       unit: 'req/s',
       floor: f.bareRequestsPerSecond,
-      target: '>= 0.90x bare',
+      ...(targeted ? { target: '>= 0.90x bare' } : {}),
     });
     rows.push({
       benchmark: '6 admission',
@@ -294,7 +327,7 @@ export function admissionRows(result: AdmissionResult): Row[] {
       ours: f.latencyAtRate.p99,
       unit: 'ms',
       floor: f.bareLatencyAtRate.p99,
-      target: '<= 2x bare',
+      ...(targeted ? { target: '<= 2x bare' } : {}),
     });
   }
   return rows;
