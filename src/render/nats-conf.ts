@@ -49,6 +49,8 @@ const CONNECT_RETRIES = 120;
 const MAX_INT64 = parseQuantity('9223372036854775807');
 
 const utf8 = new TextEncoder();
+const CONSERVATIVE_CHAR = /^[A-Za-z0-9._:/@+=$-]$/;
+const CONSERVATIVE_TEXT = /^[A-Za-z0-9._:/@+=$-]*$/;
 
 /**
  * A double-quoted nats.conf string value. Only a conservative set of characters stays as it is;
@@ -56,9 +58,11 @@ const utf8 = new TextEncoder();
  * the lexer's other escapes. `$` may stay: only unquoted values are variable references.
  */
 export function quoteConfString(value: string): string {
+  // Most values (hosts, names, sizes) need no escape: one test instead of one per character.
+  if (CONSERVATIVE_TEXT.test(value)) return `"${value}"`;
   let quoted = '"';
   for (const char of value) {
-    if (/^[A-Za-z0-9._:/@+=$-]$/.test(char)) {
+    if (CONSERVATIVE_CHAR.test(char)) {
       quoted += char;
     } else {
       for (const byte of utf8.encode(char)) {
