@@ -147,18 +147,33 @@ function liveStorageClasses(client: KubeClient): StorageClassLookup {
   };
 }
 
-/** The cluster's default StorageClass, as the API server picks it (the newest marked one). */
+type ListedStorageClass = StorageClassView & { metadata: { creationTimestamp?: string } };
+
+/** The cluster's default StorageClass, as the API server picks it. */
 async function defaultClass(client: KubeClient, signal: AbortSignal): Promise<string | undefined> {
-  const list = await client.list<StorageClassView & { metadata: { creationTimestamp?: string } }>(
+  const list = await client.list<ListedStorageClass>(
     collectionPath('storage.k8s.io/v1', 'StorageClass'),
     { signal },
   );
-  const marked = (list.items ?? []).filter((sc) =>
+  return defaultStorageClassName(list.items ?? []);
+}
+
+/**
+ * The default among `classes` as the API server's DefaultStorageClass plugin picks it: of those
+ * marked default, the newest, and of equally new ones the first by name.
+ */
+export function defaultStorageClassName(
+  classes: readonly ListedStorageClass[],
+): string | undefined {
+  const marked = classes.filter((sc) =>
     DEFAULT_CLASS_ANNOTATIONS.some((a) => sc.metadata.annotations?.[a] === 'true'),
   );
-  marked.sort((a, b) =>
-    (b.metadata.creationTimestamp ?? '').localeCompare(a.metadata.creationTimestamp ?? ''),
-  );
+  // RFC 3339 timestamps in UTC (what the API server writes) order as plain strings;
+  // localeCompare would ask ICU's collator, 3 MB of RSS on first use, for another order.
+  const created = (sc: ListedStorageClass): string => sc.metadata.creationTimestamp ?? '';
+  const name = (sc: ListedStorageClass): string => sc.metadata.name ?? '';
+  const order = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+  marked.sort((a, b) => order(created(b), created(a)) || order(name(a), name(b)));
   return marked[0]?.metadata.name;
 }
 
