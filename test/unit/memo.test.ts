@@ -1,5 +1,6 @@
 // The memos on the admission path: the bounded cache itself, and that a memoised judgement,
 // child check and parse answer as the uncached ones do, for each of their inputs.
+import { defaultNatsSpec } from '../../src/api/defaults.ts';
 import { parseQuantity } from '../../src/api/quantity.ts';
 import { LruCache } from '../../src/base/lru.ts';
 import { renderedChildErrors } from '../../src/render/limits.ts';
@@ -72,15 +73,7 @@ describe('renderedChildErrors memo', () => {
       spec: {},
       provider: undefined,
     };
-    const spec = {
-      cluster: { size: 3 },
-      jetStream: {
-        memStorage: { enabled: true, size: '1Gi' },
-        fileStorage: { storageClassName: 'default' },
-      },
-      logging: { debug: false, trace: false },
-      resources: {},
-    };
+    const spec = defaultNatsSpec({}) as Record<string, unknown>;
     const first = renderedChildErrors({ ...resource, spec });
     const second = renderedChildErrors({ ...resource, spec: structuredClone(spec) });
     expect(first.map((e) => e.path)).toEqual(['metadata.name']);
