@@ -11,24 +11,15 @@ import {
   type DeletePlan,
   type Observations,
   type PlanInput,
-  type PlanSettings,
   type WriteResult,
 } from '../../src/controller/plan.ts';
 import type { CustomerDataCheck } from '../../src/nats/customer-data.ts';
-import { DEFAULT_IMAGES } from '../../src/render/context.ts';
-import { natsRenderInput, renderNats } from '../../src/render/render.ts';
+import { PLAN_SETTINGS, renderedChildren } from '../support/plan.ts';
 import { systemAccountPasswordFrom } from '../../src/render/secret.ts';
 
 const UID = '11111111-2222-4333-8444-555555555555';
 const NOW = new Date('2026-05-01T10:00:00Z');
 const PASSWORD = 'p'.repeat(40);
-const SETTINGS: PlanSettings = {
-  natsName: 'eventing-nats',
-  natsNamespace: 'kyma-system',
-  images: DEFAULT_IMAGES,
-  clusterDomain: 'cluster.local',
-  recheckMs: 10_000,
-};
 
 interface NatsOptions {
   name?: string;
@@ -62,12 +53,7 @@ function nats(options: NatsOptions = {}): Nats {
 }
 
 function rendered(resource: Nats = nats(), istio = false): KubeObject[] {
-  return renderNats(natsRenderInput(resource), {
-    istioPresent: istio,
-    systemAccountPassword: PASSWORD,
-    images: DEFAULT_IMAGES,
-    clusterDomain: 'cluster.local',
-  });
+  return renderedChildren(resource, PASSWORD, istio);
 }
 
 const OUR_APPLY = {
@@ -106,7 +92,7 @@ function observed(
 }
 
 function input(resource: Nats, observations: Observations): PlanInput {
-  return { nats: resource, settings: SETTINGS, observed: observations };
+  return { nats: resource, settings: PLAN_SETTINGS, observed: observations };
 }
 
 function applyPlan(resource: Nats, observations: Observations): ApplyPlan {
@@ -657,7 +643,7 @@ describe('the reconcile plan', () => {
       const plan = applyPlan(resource, observations);
       const first = settleApply(input(resource, observations), plan, succeeded(plan));
       expect(first.events.map((e) => e.reason)).toContain('NameConflict');
-      expect(first.requeueAfterMs).toBe(SETTINGS.recheckMs);
+      expect(first.requeueAfterMs).toBe(PLAN_SETTINGS.recheckMs);
       expect(first.status?.conditions?.find((c) => c.type === 'StatefulSet')?.message).toContain(
         'ConfigMap kyma-system/eventing-nats-config already exists and is not owned by this NATS resource',
       );
@@ -727,7 +713,7 @@ describe('the reconcile plan', () => {
       expect(plan.events).toEqual([expect.objectContaining({ reason: 'DeletionBlocked' })]);
       expect(plan.deleteClaims).toEqual([]);
       expect(plan.removeFinalizer).toBe(false);
-      expect(plan.requeueAfterMs).toBe(SETTINGS.recheckMs);
+      expect(plan.requeueAfterMs).toBe(PLAN_SETTINGS.recheckMs);
     });
 
     it('a blocked deletion rechecked writes nothing and tells nothing new', () => {
@@ -924,7 +910,7 @@ describe('the reconcile plan while the volume claims grow (storage-growth.ts dec
     expect(settled.status?.state).toBe('Warning');
     expect(stsCondition(settled)?.message).toContain('the API server refused the new size');
     expect(settled.events.map((e) => e.reason)).toContain('StorageGrowthRefused');
-    expect(settled.requeueAfterMs).toBe(SETTINGS.recheckMs);
+    expect(settled.requeueAfterMs).toBe(PLAN_SETTINGS.recheckMs);
   });
 
   test('then deletes the StatefulSet leaving its pods, and creates it again once gone', () => {

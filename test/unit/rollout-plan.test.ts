@@ -13,24 +13,15 @@ import {
   settleApply,
   type ApplyPlan,
   type Observations,
-  type PlanSettings,
 } from '../../src/controller/plan.ts';
 import { REMOVED_PEERS_ANNOTATION } from '../../src/controller/rejoin.ts';
 import { ROLLOUT_POLL_MS, type RolloutPod } from '../../src/controller/rollout.ts';
 import type { ServerHealth } from '../../src/nats/monitoring.ts';
-import { DEFAULT_IMAGES } from '../../src/render/context.ts';
-import { natsRenderInput, renderNats } from '../../src/render/render.ts';
+import { PLAN_SETTINGS, renderedChildren } from '../support/plan.ts';
 
 const UID = '11111111-2222-4333-8444-555555555555';
 const NOW = new Date('2026-12-02T01:00:00Z');
 const PASSWORD = 'p'.repeat(40);
-const SETTINGS: PlanSettings = {
-  natsName: 'eventing-nats',
-  natsNamespace: 'kyma-system',
-  images: DEFAULT_IMAGES,
-  clusterDomain: 'cluster.local',
-  recheckMs: 10_000,
-};
 
 const RESOURCE = {
   apiVersion: 'operator.kyma-project.io/v1alpha1',
@@ -48,12 +39,7 @@ const RESOURCE = {
 
 /** The children as the caches hold them after our apply; the StatefulSet with its status. */
 function converged(updateRevision: string): KubeObject[] {
-  return renderNats(natsRenderInput(RESOURCE), {
-    istioPresent: false,
-    systemAccountPassword: PASSWORD,
-    images: DEFAULT_IMAGES,
-    clusterDomain: 'cluster.local',
-  }).map((object) => ({
+  return renderedChildren(RESOURCE, PASSWORD).map((object) => ({
     ...structuredClone(object),
     metadata: {
       ...structuredClone(object.metadata),
@@ -121,7 +107,7 @@ function observed(children: readonly KubeObject[], extra: Partial<Observations>)
 }
 
 function plan(resource: Nats, observations: Observations): ApplyPlan {
-  const p = planReconcile({ nats: resource, settings: SETTINGS, observed: observations });
+  const p = planReconcile({ nats: resource, settings: PLAN_SETTINGS, observed: observations });
   if (p.kind !== 'apply') throw new Error(`expected an apply plan, got ${p.kind}`);
   return p;
 }
@@ -135,7 +121,7 @@ describe('the rollout in the reconcile plan', () => {
     const p = plan(RESOURCE, observations);
     expect(p.writes).toEqual([]);
     expect(p.rollout).toMatchObject({ kind: 'restart', pod: 'eventing-nats-2', uid: 'uid-2' });
-    const input = { nats: RESOURCE, settings: SETTINGS, observed: observations };
+    const input = { nats: RESOURCE, settings: PLAN_SETTINGS, observed: observations };
     const settled = settleApply(input, p, []);
     expect(settled.status?.state).toBe('Processing');
     expect(settled.status?.conditions?.find((c) => c.type === 'StatefulSet')).toMatchObject({
@@ -176,7 +162,7 @@ describe('the rollout in the reconcile plan', () => {
     const p = plan(RESOURCE, observations);
     expect(p.rollout).toEqual({ kind: 'none' });
     const first = settleApply(
-      { nats: RESOURCE, settings: SETTINGS, observed: observations },
+      { nats: RESOURCE, settings: PLAN_SETTINGS, observed: observations },
       p,
       [],
     );
@@ -191,7 +177,11 @@ describe('the rollout in the reconcile plan', () => {
     expect(first.requeueAfterMs).toBe(HEALTH_POLL_MS);
     const stored = { ...RESOURCE, status: first.status } as Nats;
     const again = settleApply(
-      { nats: stored, settings: { ...SETTINGS, healthPollMs: 60_000 }, observed: observations },
+      {
+        nats: stored,
+        settings: { ...PLAN_SETTINGS, healthPollMs: 60_000 },
+        observed: observations,
+      },
       plan(stored, observations),
       [],
     );
@@ -209,7 +199,7 @@ describe('the rollout in the reconcile plan', () => {
       servers: leaderless,
     });
     const settled = settleApply(
-      { nats: RESOURCE, settings: SETTINGS, observed: observations },
+      { nats: RESOURCE, settings: PLAN_SETTINGS, observed: observations },
       plan(RESOURCE, observations),
       [],
     );
@@ -234,7 +224,7 @@ describe('the rollout in the reconcile plan', () => {
     const p = plan(RESOURCE, observations);
     expect(p.rollout).toEqual({ kind: 'none' });
     const settled = settleApply(
-      { nats: RESOURCE, settings: SETTINGS, observed: observations },
+      { nats: RESOURCE, settings: PLAN_SETTINGS, observed: observations },
       p,
       [],
     );
@@ -268,7 +258,7 @@ describe('a re-created server of a removed peer in the reconcile plan', () => {
     expect(p.rejoin.rejoining.map((r) => r.server)).toEqual(['eventing-nats-2']);
     expect(p.rejoin.record).toBeUndefined();
     const settled = settleApply(
-      { nats: annotated, settings: SETTINGS, observed: observations },
+      { nats: annotated, settings: PLAN_SETTINGS, observed: observations },
       p,
       [],
     );

@@ -6,7 +6,6 @@ import {
   planReconcile,
   settleApply,
   type ApplyPlan,
-  type PlanSettings,
   type WriteResult,
 } from '../../src/controller/plan.ts';
 import {
@@ -17,19 +16,11 @@ import {
   takeoverBlockers,
   takeoverReplacement,
 } from '../../src/controller/takeover.ts';
-import { DEFAULT_IMAGES } from '../../src/render/context.ts';
-import { natsRenderInput, renderNats } from '../../src/render/render.ts';
+import { PLAN_SETTINGS, renderedChildren } from '../support/plan.ts';
 
 const UID = '11111111-2222-4333-8444-555555555555';
 const NOW = new Date('2026-05-01T10:00:00Z');
 const PASSWORD = 'p'.repeat(60);
-const SETTINGS: PlanSettings = {
-  natsName: 'eventing-nats',
-  natsNamespace: 'kyma-system',
-  images: DEFAULT_IMAGES,
-  clusterDomain: 'cluster.local',
-  recheckMs: 10_000,
-};
 
 const NATS: Nats = {
   apiVersion: 'operator.kyma-project.io/v1alpha1',
@@ -47,12 +38,7 @@ const NATS: Nats = {
 };
 
 function rendered(): KubeObject[] {
-  return renderNats(natsRenderInput(NATS), {
-    istioPresent: false,
-    systemAccountPassword: PASSWORD,
-    images: DEFAULT_IMAGES,
-    clusterDomain: 'cluster.local',
-  });
+  return renderedChildren(NATS, PASSWORD);
 }
 
 function renderedKind(kind: string): KubeObject {
@@ -286,7 +272,7 @@ describe('a reconcile of a cluster the Go manager left', () => {
   function plan(children: KubeObject[]): ApplyPlan {
     const result = planReconcile({
       nats: NATS,
-      settings: SETTINGS,
+      settings: PLAN_SETTINGS,
       observed: {
         children: new Map(children.map((c) => [c.kind, c])),
         servedCrd: () => false,
@@ -326,7 +312,7 @@ describe('a reconcile of a cluster the Go manager left', () => {
     );
     const input = {
       nats: NATS,
-      settings: SETTINGS,
+      settings: PLAN_SETTINGS,
       observed: {
         children: new Map(children.map((c) => [c.kind, c])),
         servedCrd: () => false,
@@ -347,7 +333,7 @@ describe('a reconcile of a cluster the Go manager left', () => {
     expect(settled.events).toContainEqual(
       expect.objectContaining({ type: 'Warning', reason: 'TakeoverRefused' }),
     );
-    expect(settled.requeueAfterMs).toBe(SETTINGS.recheckMs);
+    expect(settled.requeueAfterMs).toBe(PLAN_SETTINGS.recheckMs);
   });
 
   it('treats our own children (applied as kyma-nats-manager) as before: no takeover', () => {
