@@ -20,6 +20,7 @@ import { startLocalPlane } from '../../src/localplane/plane.ts';
 import { isAlive } from '../../src/localplane/reaper.ts';
 import { eventually } from '../support/kube.ts';
 import {
+  endNodeSuite,
   Figures,
   NAME,
   NodeKube,
@@ -110,14 +111,7 @@ beforeAll(async () => {
   manager = await startManagerOnNode(owner, { onOutput: (text) => (managerOutput += text) });
 }, 300_000);
 
-afterAll(async () => {
-  await nc?.close().catch(() => undefined);
-  if (manager.exitCode === null) manager.kill('SIGKILL');
-  if (owner.child.exitCode === null && owner.child.signalCode === null) {
-    owner.child.kill('SIGKILL');
-  }
-  figures.print();
-});
+afterAll(() => endNodeSuite({ nc, manager, owner, figures }));
 
 describe('NATS on the local node', () => {
   it('creates the cluster: 3 pods Ready, Available, the URL and zones in status; an R3 file stream stores and replays', async () => {

@@ -18,6 +18,7 @@ import { DEFAULT_IMAGES } from '../../src/render/context.ts';
 import { eventually } from '../support/kube.ts';
 import {
   connectToNats,
+  endNodeSuite,
   Figures,
   isReady,
   NAME,
@@ -104,14 +105,7 @@ beforeAll(async () => {
   manager = await startManagerOnNode(owner, { onOutput: (text) => (managerOutput += text) });
 }, 300_000);
 
-afterAll(async () => {
-  await nc?.close().catch(() => undefined);
-  if (manager?.exitCode === null) manager.kill('SIGKILL');
-  if (owner.child.exitCode === null && owner.child.signalCode === null) {
-    owner.child.kill('SIGKILL');
-  }
-  figures.print();
-});
+afterAll(() => endNodeSuite({ nc, manager, owner, figures }));
 
 describe('restarts that keep quorum, on the node', () => {
   it('rolls an image change one pod at a time while an R3 stream keeps accepting writes', async () => {

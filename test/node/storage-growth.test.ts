@@ -16,6 +16,7 @@ import { maxFileStoreBytes } from '../../src/render/guards.ts';
 import { eventually } from '../support/kube.ts';
 import {
   connectToNats,
+  endNodeSuite,
   Figures,
   isReady,
   NAME,
@@ -129,14 +130,7 @@ beforeAll(async () => {
   manager = await startManagerOnNode(owner, { onOutput: (text) => (managerOutput += text) });
 }, 300_000);
 
-afterAll(async () => {
-  await nc?.close().catch(() => undefined);
-  if (manager?.exitCode === null) manager.kill('SIGKILL');
-  if (owner.child.exitCode === null && owner.child.signalCode === null) {
-    owner.child.kill('SIGKILL');
-  }
-  figures.print();
-});
+afterAll(() => endNodeSuite({ nc, manager, owner, figures }));
 
 describe('storage growth, on the node', () => {
   it('grows the claims of a 3-server cluster from 1Gi to 8Gi around its running pods', async () => {

@@ -128,6 +128,23 @@ export async function stopNodeOwner(owner: NodeOwner, graceMs: number): Promise<
   owner.child.stderr?.destroy();
 }
 
+/**
+ * The end of a suite on the owner's node, whatever state its test left: the NATS connection
+ * closed, the manager and the owner killed (the owner's reaper puts the host back), the
+ * figures printed.
+ */
+export async function endNodeSuite(suite: {
+  readonly nc: NatsConnection | undefined;
+  readonly manager: ChildProcess | undefined;
+  readonly owner: NodeOwner;
+  readonly figures: Figures;
+}): Promise<void> {
+  await suite.nc?.close().catch(() => undefined);
+  if (suite.manager?.exitCode === null) suite.manager.kill('SIGKILL');
+  if (running(suite.owner.child)) suite.owner.child.kill('SIGKILL');
+  suite.figures.print();
+}
+
 /** kubectl against one plane, as a user with its admin kubeconfig. */
 export class NodeKube {
   readonly kubeconfig: string;
