@@ -98,11 +98,9 @@ function defaultingPatch(object: JsonObject, spec: unknown): readonly JsonPatchO
   }
   // undefined for a spec that is present but undefined, which only a caller in code can send.
   const key = JSON.stringify(spec) as string | undefined;
-  const memoised = key !== undefined && key.length <= MAX_MEMOISED_SPEC_CHARS;
-  let patch = memoised ? PATCHES.get(key) : undefined;
-  if (patch === undefined) {
-    patch = Object.freeze(jsonPatch(spec, defaultNatsSpec(spec), '/spec'));
-    if (memoised) PATCHES.set(key, patch);
-  }
-  return patch;
+  const diff = (): readonly JsonPatchOperation[] =>
+    Object.freeze(jsonPatch(spec, defaultNatsSpec(spec), '/spec'));
+  return key !== undefined && key.length <= MAX_MEMOISED_SPEC_CHARS
+    ? PATCHES.getOrCompute(key, diff)
+    : diff();
 }

@@ -41,19 +41,15 @@ export function judgeNats(
     object ?? null,
     oldObject ?? null,
   ]);
-  const memoised = key.length <= MAX_MEMOISED_KEY_CHARS;
-  let verdict = memoised ? VERDICTS.get(key) : undefined;
-  if (verdict === undefined) {
-    verdict = frozen(
+  const judge = (): NatsChangeVerdict =>
+    frozen(
       validateNatsChange(operation, object, oldObject, {
         ...served,
         provider: () => provider,
         childRules: renderedChildErrors,
       }),
     );
-    if (memoised) VERDICTS.set(key, verdict);
-  }
-  return verdict;
+  return key.length <= MAX_MEMOISED_KEY_CHARS ? VERDICTS.getOrCompute(key, judge) : judge();
 }
 
 // Shared by every caller from now on. The rejected values inside the errors are not frozen:

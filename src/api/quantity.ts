@@ -174,12 +174,7 @@ export function parseQuantity(input: string | number): Quantity {
   // String() also keeps a non-string from a plain-JS caller on the QuantityError path.
   const str = typeof input === 'string' ? input : String(input);
   if (str.length > MAX_MEMOISED_QUANTITY_CHARS) return parseText(str);
-  let quantity = PARSED.get(str);
-  if (quantity === undefined) {
-    quantity = parseText(str);
-    PARSED.set(str, quantity);
-  }
-  return quantity;
+  return PARSED.getOrCompute(str, () => parseText(str));
 }
 
 function parseText(str: string): Quantity {

@@ -23,6 +23,16 @@ export class LruCache<K, V> {
     return value;
   }
 
+  /** The value held for `key`, or `compute()`'s, held from now on. */
+  getOrCompute(key: K, compute: () => V): V {
+    let value = this.get(key);
+    if (value === undefined) {
+      value = compute();
+      this.set(key, value);
+    }
+    return value;
+  }
+
   set(key: K, value: V): void {
     this.#entries.delete(key);
     this.#entries.set(key, value);

@@ -208,13 +208,9 @@ export function renderedChildErrors(
   const spec = JSON.stringify(resource.spec);
   if (spec.length > MAX_MEMOISED_SPEC_CHARS) return [...childErrorsOf(resource, clusterDomain)];
   const key = JSON.stringify([resource.name, resource.namespace, resource.provider, clusterDomain]);
-  const memoKey = `${key}${spec}`;
-  let errors = RENDERED_ERRORS.get(memoKey);
-  if (errors === undefined) {
-    errors = childErrorsOf(resource, clusterDomain);
-    RENDERED_ERRORS.set(memoKey, errors);
-  }
-  return [...errors];
+  return [
+    ...RENDERED_ERRORS.getOrCompute(`${key}${spec}`, () => childErrorsOf(resource, clusterDomain)),
+  ];
 }
 
 function childErrorsOf(

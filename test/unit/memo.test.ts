@@ -18,6 +18,14 @@ describe('LruCache', () => {
     expect(cache.size).toBe(2);
   });
 
+  it('computes a missing value once and holds it', () => {
+    const cache = new LruCache<string, number>(2);
+    let computed = 0;
+    const compute = (): number => ++computed;
+    expect([cache.getOrCompute('a', compute), cache.getOrCompute('a', compute)]).toEqual([1, 1]);
+    expect(computed).toBe(1);
+  });
+
   it('replaces the value of a key set again, without growing', () => {
     const cache = new LruCache<string, number>(2);
     cache.set('a', 1);
