@@ -16,6 +16,7 @@ import {
   isUnsetSize,
 } from './storage.ts';
 import { validateNatsSpec, type FieldError } from './validator.ts';
+import { compareStrings } from '../base/order.ts';
 
 export type Operation = 'CREATE' | 'UPDATE' | 'DELETE';
 
@@ -572,7 +573,7 @@ export function validateNatsChange(
     // By path, as Kubernetes lists them; the sort is stable, so one field keeps its order.
     errors: (op === 'UPDATE' ? changedOnly(all, object, oldObject) : all)
       .map(({ error }) => error)
-      .sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0)),
+      .sort((a, b) => compareStrings(a.path, b.path)),
     warnings: spec && specChanged ? warningsFor(spec, input?.provider) : [],
   };
 }

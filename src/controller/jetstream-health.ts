@@ -8,6 +8,7 @@ import type { NatsCondition, NatsStatus } from '../api/nats.ts';
 import type { ServerHealth } from '../nats/monitoring.ts';
 import type { NatsEvent } from './events.ts';
 import { metaPeersOf, rejoinMessage, type Rejoining } from './rejoin.ts';
+import { compareStrings } from '../base/order.ts';
 
 export const JETSTREAM_CONDITION = 'JetStream';
 export const STORAGE_CONDITION = 'JetStreamStorage';
@@ -44,7 +45,7 @@ export interface HealthCondition {
 }
 
 function sortedByName(servers: ReadonlyMap<string, ServerHealth>): ServerHealth[] {
-  return [...servers.values()].sort((a, b) => (a.pod < b.pod ? -1 : a.pod > b.pod ? 1 : 0));
+  return [...servers.values()].sort((a, b) => compareStrings(a.pod, b.pod));
 }
 
 /** Enabled everywhere, with re-created servers not yet re-admitted: says by when they are. */

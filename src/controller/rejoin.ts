@@ -17,6 +17,7 @@
 // holds no stream replica and counts towards no quorum (src/controller/README.md). Pure.
 import type { ServerHealth } from '../nats/monitoring.ts';
 import type { RolloutPod } from './rollout.ts';
+import { compareStrings } from '../base/order.ts';
 
 /** The NATS resource's annotation: removed server name -> when the manager removed it (ISO). */
 export const REMOVED_PEERS_ANNOTATION = 'nats.operator.kyma-project.io/removed-jetstream-peers';
@@ -48,7 +49,7 @@ export function parseRemovedPeers(value: string | undefined): RemovedPeers {
 /** The annotation's value for `peers` (names sorted); undefined for none. */
 export function formatRemovedPeers(peers: RemovedPeers): string | undefined {
   if (peers.size === 0) return undefined;
-  const sorted = [...peers.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const sorted = [...peers.entries()].sort(([a], [b]) => compareStrings(a, b));
   return JSON.stringify(Object.fromEntries(sorted.map(([name, at]) => [name, at.toISOString()])));
 }
 
@@ -122,7 +123,7 @@ export function decideRejoin(input: RejoinInput): RejoinDecision {
       rejoining.push({ server, removedAt, rejoinsBy, overdue });
     }
   }
-  rejoining.sort((a, b) => (a.server < b.server ? -1 : a.server > b.server ? 1 : 0));
+  rejoining.sort((a, b) => compareStrings(a.server, b.server));
   return {
     rejoining,
     ...(kept.size === input.removed.size ? {} : { record: kept }),

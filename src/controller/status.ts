@@ -17,6 +17,7 @@ import {
   STORAGE_CONDITION,
 } from './jetstream-health.ts';
 import type { Rejoining } from './rejoin.ts';
+import { compareStrings } from '../base/order.ts';
 
 /** Below this size NATS does not run as a cluster, so zone spreading does not apply. */
 export const MIN_CLUSTER_SIZE = 3;
@@ -411,10 +412,6 @@ export function computeNatsStatus(input: StatusInput): NatsStatus {
     ...(generation === undefined ? {} : { observedGeneration: generation }),
     conditions: drafts.map((d) => toCondition(d, input.previous, now, generation)),
   };
-}
-
-function compareStrings(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 /** JSON with object keys sorted and conditions ordered by type, without lastTransitionTime. */
