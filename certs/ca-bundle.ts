@@ -31,6 +31,17 @@ export function withCaBundle(configuration: KubeObject, caBundle: string): KubeO
   };
 }
 
+/** The caBundle value for `caPem`. An empty one is refused: every API server would distrust it. */
+function encodedBundle(caPem: string): string {
+  if (caPem.trim() === '') throw new Error('refusing to inject an empty CA bundle');
+  return Buffer.from(caPem, 'utf8').toString('base64');
+}
+
+/** Whether every webhook of `configuration` already trusts `caPem`: nothing to write. */
+export function hasCaBundle(configuration: KubeObject, caPem: string): boolean {
+  return withCaBundle(configuration, encodedBundle(caPem)) === undefined;
+}
+
 /** Sets the bundle on one configuration; resolves to whether it wrote. */
 async function injectInto(
   client: KubeClient,
@@ -62,9 +73,7 @@ export async function injectCaBundle(
   caPem: string,
   names: WebhookConfigurationNames,
 ): Promise<string[]> {
-  // An empty bundle would make every API server distrust the webhooks.
-  if (caPem.trim() === '') throw new Error('refusing to inject an empty CA bundle');
-  const caBundle = Buffer.from(caPem, 'utf8').toString('base64');
+  const caBundle = encodedBundle(caPem);
   const targets = [
     ...names.mutating.map((name) => ['MutatingWebhookConfiguration', name] as const),
     ...names.validating.map((name) => ['ValidatingWebhookConfiguration', name] as const),

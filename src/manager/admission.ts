@@ -2,7 +2,7 @@
 // keeps, or from mounted files), the HTTPS webhook server, and the CA bundle in the webhook
 // configurations, re-published after every rotation.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { injectCaBundle, withCaBundle } from '../../certs/ca-bundle.ts';
+import { hasCaBundle, injectCaBundle } from '../../certs/ca-bundle.ts';
 import { startFileCertificateSource } from '../../certs/file-source.ts';
 import { servingNames } from '../../certs/plan.ts';
 import { startSecretCertificateSource } from '../../certs/secret-source.ts';
@@ -208,8 +208,7 @@ export async function writeConfiguration(
   // Another writes the bundle (cert-manager's CA injector): the configuration is left as it is.
   if (!options.injectCa) return;
   // The bundle is in place on nearly every certificate check: no second read to find that out.
-  const caBundle = Buffer.from(options.caPem, 'utf8').toString('base64');
-  if (options.caPem.trim() !== '' && withCaBundle(current, caBundle) === undefined) return;
+  if (hasCaBundle(current, options.caPem)) return;
   const mutating = kind === 'MutatingWebhookConfiguration';
   await injectCaBundle(client, options.caPem, {
     mutating: mutating ? [name] : [],
