@@ -89,8 +89,9 @@ export function mutateNats(request: AdmissionRequest, served?: ServedNats): Admi
 
 // The patch is a pure function of the spec, and a spec comes back (see judgeNats' memo); a spec
 // too large for the cap is diffed each time rather than held.
-const PATCHES = new LruCache<string, readonly JsonPatchOperation[]>(64);
-const MAX_MEMOISED_SPEC_CHARS = 16 * 1024;
+const PATCHES = new LruCache<string, readonly JsonPatchOperation[]>(64, {
+  maxKeyLength: 16 * 1024,
+});
 
 function defaultingPatch(object: JsonObject, spec: unknown): readonly JsonPatchOperation[] {
   if (!Object.hasOwn(object, 'spec')) {
@@ -100,7 +101,5 @@ function defaultingPatch(object: JsonObject, spec: unknown): readonly JsonPatchO
   const key = JSON.stringify(spec) as string | undefined;
   const diff = (): readonly JsonPatchOperation[] =>
     Object.freeze(jsonPatch(spec, defaultNatsSpec(spec), '/spec'));
-  return key !== undefined && key.length <= MAX_MEMOISED_SPEC_CHARS
-    ? PATCHES.getOrCompute(key, diff)
-    : diff();
+  return key === undefined ? diff() : PATCHES.getOrCompute(key, diff);
 }

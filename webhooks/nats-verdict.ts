@@ -22,8 +22,7 @@ export const NATS_GVK = { group: NATS_GROUP, version: NATS_VERSION, kind: NATS_K
 // the object after mutation, the same object when the write needed no defaults; and a re-apply
 // of an unchanged resource is judged again. The verdict is a pure function of the key's parts.
 // Objects too large for the cap are judged each time rather than held.
-const VERDICTS = new LruCache<string, NatsChangeVerdict>(64);
-const MAX_MEMOISED_KEY_CHARS = 64 * 1024;
+const VERDICTS = new LruCache<string, NatsChangeVerdict>(64, { maxKeyLength: 64 * 1024 });
 
 /** Every error of a NATS CREATE, UPDATE or DELETE, and the warnings for a legal one. */
 export function judgeNats(
@@ -41,15 +40,15 @@ export function judgeNats(
     object ?? null,
     oldObject ?? null,
   ]);
-  const judge = (): NatsChangeVerdict =>
+  return VERDICTS.getOrCompute(key, () =>
     frozen(
       validateNatsChange(operation, object, oldObject, {
         ...served,
         provider: () => provider,
         childRules: renderedChildErrors,
       }),
-    );
-  return key.length <= MAX_MEMOISED_KEY_CHARS ? VERDICTS.getOrCompute(key, judge) : judge();
+    ),
+  );
 }
 
 // Shared by every caller from now on. The rejected values inside the errors are not frozen:

@@ -161,8 +161,7 @@ function keepsInput(s: Scanned, suffix: Suffix): boolean {
 
 // A judgement of a NATS spec parses the same few quantities (1Gi, 500m, ...) a dozen times,
 // and each parse is bigint work; the results are frozen, so they can be shared.
-const PARSED = new LruCache<string, Quantity>(256);
-const MAX_MEMOISED_QUANTITY_CHARS = 32;
+const PARSED = new LruCache<string, Quantity>(256, { maxKeyLength: 32 });
 
 /**
  * Parses a quantity as Kubernetes' ParseQuantity does: non-zero values finer than 1n round away
@@ -173,7 +172,6 @@ const MAX_MEMOISED_QUANTITY_CHARS = 32;
 export function parseQuantity(input: string | number): Quantity {
   // String() also keeps a non-string from a plain-JS caller on the QuantityError path.
   const str = typeof input === 'string' ? input : String(input);
-  if (str.length > MAX_MEMOISED_QUANTITY_CHARS) return parseText(str);
   return PARSED.getOrCompute(str, () => parseText(str));
 }
 

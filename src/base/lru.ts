@@ -4,9 +4,12 @@
 export class LruCache<K, V> {
   readonly #entries = new Map<K, V>();
   readonly capacity: number;
+  /** A string key longer than this is computed every time, never held. */
+  readonly maxKeyLength: number;
 
-  constructor(capacity: number) {
+  constructor(capacity: number, options: { readonly maxKeyLength?: number } = {}) {
     this.capacity = capacity;
+    this.maxKeyLength = options.maxKeyLength ?? Number.POSITIVE_INFINITY;
   }
 
   get size(): number {
@@ -23,8 +26,9 @@ export class LruCache<K, V> {
     return value;
   }
 
-  /** The value held for `key`, or `compute()`'s, held from now on. */
+  /** The value held for `key`, or `compute()`'s, held from now on (unless the key is too long). */
   getOrCompute(key: K, compute: () => V): V {
+    if (typeof key === 'string' && key.length > this.maxKeyLength) return compute();
     let value = this.get(key);
     if (value === undefined) {
       value = compute();

@@ -193,8 +193,9 @@ interface ChildRulesInput {
 // the validating one, and a re-apply of an unchanged resource (GitOps does it every few minutes)
 // is judged again; rendering the children is more than half of a judgement. Specs larger than
 // the cap (big annotations) are rendered each time rather than held.
-const RENDERED_ERRORS = new LruCache<string, readonly NatsFieldError[]>(64);
-const MAX_MEMOISED_SPEC_CHARS = 8 * 1024;
+const RENDERED_ERRORS = new LruCache<string, readonly NatsFieldError[]>(64, {
+  maxKeyLength: 8 * 1024,
+});
 
 /**
  * The errors of the children a NATS resource would produce (see ChildRules in src/api/rules.ts):
@@ -205,12 +206,9 @@ export function renderedChildErrors(
   resource: ChildRulesInput,
   clusterDomain = 'cluster.local',
 ): NatsFieldError[] {
-  const spec = JSON.stringify(resource.spec);
-  if (spec.length > MAX_MEMOISED_SPEC_CHARS) return [...childErrorsOf(resource, clusterDomain)];
-  const key = JSON.stringify([resource.name, resource.namespace, resource.provider, clusterDomain]);
-  return [
-    ...RENDERED_ERRORS.getOrCompute(`${key}${spec}`, () => childErrorsOf(resource, clusterDomain)),
-  ];
+  const { name, namespace, provider, spec } = resource;
+  const key = JSON.stringify([name, namespace, provider ?? null, clusterDomain, spec]);
+  return [...RENDERED_ERRORS.getOrCompute(key, () => childErrorsOf(resource, clusterDomain))];
 }
 
 function childErrorsOf(

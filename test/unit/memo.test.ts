@@ -26,6 +26,18 @@ describe('LruCache', () => {
     expect(computed).toBe(1);
   });
 
+  it('computes every time, and holds nothing, for a string key past its length cap', () => {
+    const cache = new LruCache<string, number>(2, { maxKeyLength: 3 });
+    let computed = 0;
+    const compute = (): number => ++computed;
+    expect([cache.getOrCompute('long', compute), cache.getOrCompute('long', compute)]).toEqual([
+      1, 2,
+    ]);
+    expect(cache.size).toBe(0);
+    expect(cache.getOrCompute('abc', compute)).toBe(3);
+    expect(cache.size).toBe(1);
+  });
+
   it('replaces the value of a key set again, without growing', () => {
     const cache = new LruCache<string, number>(2);
     cache.set('a', 1);
