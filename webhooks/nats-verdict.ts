@@ -55,8 +55,8 @@ export function judgeNats(
 // they are parts of the request's object, which is not ours to change.
 function frozen({ errors, warnings }: NatsChangeVerdict): NatsChangeVerdict {
   return Object.freeze({
-    errors: Object.freeze(errors.map((error) => Object.freeze(error))) as NatsFieldError[],
-    warnings: Object.freeze(warnings) as string[],
+    errors: Object.freeze(errors.map((error) => Object.freeze(error))),
+    warnings: Object.freeze(warnings),
   });
 }
 

@@ -49,8 +49,8 @@ export interface NatsFieldError extends FieldError {
 }
 
 export interface NatsChangeVerdict {
-  readonly errors: NatsFieldError[];
-  readonly warnings: string[];
+  readonly errors: readonly NatsFieldError[];
+  readonly warnings: readonly string[];
 }
 
 const TYPE_TEXT: Record<FieldErrorType, string> = {
