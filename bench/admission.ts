@@ -237,20 +237,29 @@ async function measureWebhook(ours: Target, bare: Target, rounds: number): Promi
   };
 }
 
+interface Case {
+  readonly name: string;
+  readonly webhook: string;
+  readonly body: () => string;
+}
+
+/** The name's ending for a case whose every request has a spec no earlier one had. */
+const EVERY_SPEC_NEW = ', every spec new';
+
 /**
  * The review of each webhook, the same body every time as the issue asks; and, for the NATS
  * webhooks, one whose spec no earlier request had, so that none of the judgement's memos helps
  * (the API server sends a new object for every write, but the same spec for both webhooks and
  * for a re-apply).
  */
-function cases(): { name: string; webhook: string; body: () => string }[] {
+function cases(): Case[] {
   let trial = 0;
-  const same = (webhook: string): { name: string; webhook: string; body: () => string } => {
+  const same = (webhook: string): Case => {
     const body = review(webhook);
     return { name: webhook, webhook, body: () => body };
   };
-  const fresh = (webhook: string): { name: string; webhook: string; body: () => string } => ({
-    name: `${webhook}, every spec new`,
+  const fresh = (webhook: string): Case => ({
+    name: `${webhook}${EVERY_SPEC_NEW}`,
     webhook,
     body: () => review(webhook, trial++),
   });
@@ -305,7 +314,7 @@ export function admissionRows(result: AdmissionResult): Row[] {
   const rows: Row[] = [];
   for (const [webhook, f] of Object.entries(result.webhooks)) {
     // The targets are the issue's, for the same body every time.
-    const targeted = !webhook.includes(',');
+    const targeted = !webhook.endsWith(EVERY_SPEC_NEW);
     rows.push({
       benchmark: '6 admission',
       figure: `${webhook} req/s (${String(CONNECTIONS)} conns)`,
