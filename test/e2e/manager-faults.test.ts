@@ -24,6 +24,7 @@ import {
   type LocalPlane,
 } from '../../src/localplane/plane.ts';
 import { eventually } from '../support/kube.ts';
+import { planePids } from '../support/plane-processes.ts';
 import {
   httpGet,
   killHard,
@@ -209,8 +210,7 @@ function prng(seed: number): () => number {
 }
 
 async function pidOf(binary: string): Promise<number> {
-  const { stdout } = await run('pgrep', ['-f', `${binary}.*${plane.dir}`]);
-  const [pid] = stdout.split('\n').filter(Boolean).map(Number);
+  const [pid] = await planePids(plane.dir, binary);
   if (pid === undefined) throw new Error(`no ${binary} of this plane`);
   return pid;
 }

@@ -4,18 +4,9 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { startLocalPlane, type LocalPlane } from '../../src/localplane/plane.ts';
 import { eventually } from '../support/kube.ts';
+import { planePids } from '../support/plane-processes.ts';
 
 const run = promisify(execFile);
-
-/** Pids of the plane's processes of one binary, found by the plane's directory in their args. */
-async function pidsOf(plane: LocalPlane, binary: string): Promise<number[]> {
-  try {
-    const { stdout } = await run('pgrep', ['-f', `${binary}.*${plane.dir}`]);
-    return stdout.split('\n').filter(Boolean).map(Number);
-  } catch {
-    return []; // pgrep exits 1 when nothing matches
-  }
-}
 
 async function kubectlWorks(plane: LocalPlane): Promise<boolean> {
   try {
@@ -36,14 +27,14 @@ describe('local plane with restartOnExit', () => {
     });
     try {
       for (const binary of ['kube-apiserver', 'etcd']) {
-        const [pid] = await pidsOf(plane, binary);
+        const [pid] = await planePids(plane.dir, binary);
         expect(pid).toBeDefined();
         process.kill(pid ?? 0, 'SIGKILL');
         const killed = Date.now();
         await eventually(
           `${binary} back`,
           async () => {
-            const [next] = await pidsOf(plane, binary);
+            const [next] = await planePids(plane.dir, binary);
             return next !== undefined && next !== pid && (await kubectlWorks(plane))
               ? true
               : undefined;
@@ -60,7 +51,7 @@ describe('local plane with restartOnExit', () => {
     } finally {
       await plane.stop();
     }
-    expect(await pidsOf(plane, 'kube-apiserver')).toEqual([]);
-    expect(await pidsOf(plane, 'etcd')).toEqual([]);
+    expect(await planePids(plane.dir, 'kube-apiserver')).toEqual([]);
+    expect(await planePids(plane.dir, 'etcd')).toEqual([]);
   }, 120_000);
 });
