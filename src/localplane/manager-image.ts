@@ -8,6 +8,7 @@ import { createRequire } from 'node:module';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build, type Plugin } from 'esbuild';
+import { natsValidatorModule } from '../api/validator-compile.ts';
 import { ociImageArchive, type ImageConfig, type TarEntry } from './images.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -36,6 +37,25 @@ const leaveOutLocalPlane: Plugin = {
   },
 };
 
+/**
+ * The NATS validator as ajv's standalone code, made from the schema when the bundle is: the
+ * image starts without compiling it and carries no ajv compiler (src/api/compiled-validator.ts).
+ */
+export const precompiledValidator: Plugin = {
+  name: 'precompiled-validator',
+  setup(b) {
+    b.onResolve({ filter: /\/compiled-validator\.ts$/ }, (args) => ({
+      path: join(args.resolveDir, args.path),
+      namespace: 'precompiled-validator',
+    }));
+    b.onLoad({ filter: /.*/, namespace: 'precompiled-validator' }, (args) => ({
+      contents: natsValidatorModule('./validator-schema.ts'),
+      resolveDir: dirname(args.path),
+      loader: 'js',
+    }));
+  },
+};
+
 export interface Bundle {
   readonly file: string;
   readonly bytes: number;
@@ -58,7 +78,7 @@ export async function bundleManager(outFile: string): Promise<Bundle> {
     format: 'esm',
     target: 'node24',
     banner: { js: REQUIRE_BANNER },
-    plugins: [leaveOutLocalPlane],
+    plugins: [leaveOutLocalPlane, precompiledValidator],
     // 16 MB of the bundle's 21, parsed at every start, for kubeconfigs a pod never has
     // (src/kube/kubeconfig.ts): a pod reads its service account.
     external: ['@kubernetes/client-node'],
