@@ -8,7 +8,7 @@
 // The old CA stays in the bundle until the last certificate it signed has expired.
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import type { ServingCertificate } from './source.ts';
-import { createCertificateAuthority, issueCertificate, type KeyPair } from './x509.ts';
+import type { createCertificateAuthority, issueCertificate, KeyPair } from './x509.ts';
 
 /** The Secret's keys: `tls.crt`/`tls.key`/`ca.crt` as cert-manager and controller-runtime name them. */
 export const SECRET_KEYS = {
@@ -85,10 +85,26 @@ export interface PlanInput {
   readonly now: Date;
   readonly validity?: Validity;
   /**
-   * Keys generated beforehand for what the decision creates (see x509.newRsaKeyPem), so that the
-   * caller can make them off the event loop; those missing are generated here.
+   * Keys generated beforehand for what the decision creates (see keys.ts, newRsaKeyPem), so that
+   * the caller can make them off the event loop; those missing are generated here.
    */
   readonly keys?: { readonly ca?: string; readonly serving?: string };
+  /**
+   * What makes new certificates (x509.ts), needed only when the decision creates one: passed in,
+   * so that a Secret kept as it is never loads node-forge.
+   */
+  readonly issuer?: CertificateIssuer;
+}
+
+export interface CertificateIssuer {
+  readonly createCertificateAuthority: typeof createCertificateAuthority;
+  readonly issueCertificate: typeof issueCertificate;
+}
+
+function issuerOf(input: PlanInput): CertificateIssuer {
+  if (input.issuer === undefined)
+    throw new Error('a certificate must be made, and no issuer was given');
+  return input.issuer;
 }
 
 export type Checked<T> = { readonly value: T } | { readonly problem: string };
@@ -198,15 +214,21 @@ function readServing(
   return { value: { ...pair.value, signer } };
 }
 
-function newCa(now: Date, validity: Validity, keyPem: string | undefined): KeyPair {
+function newCa(input: PlanInput, validity: Validity): KeyPair {
+  const { now } = input;
   const commonName = `${CA_COMMON_NAME}@${String(Math.floor(now.getTime() / 1000))}`;
-  return createCertificateAuthority(commonName, validity.caDays, now, keyPem);
+  return issuerOf(input).createCertificateAuthority(
+    commonName,
+    validity.caDays,
+    now,
+    input.keys?.ca,
+  );
 }
 
 function newServing(ca: KeyPair, input: PlanInput, validity: Validity): KeyPair {
   const { names, now } = input;
   const keyPem = input.keys?.serving;
-  return issueCertificate(ca, {
+  return issuerOf(input).issueCertificate(ca, {
     ...(keyPem === undefined ? {} : { keyPem }),
     commonName: names.commonName,
     dnsNames: names.dnsNames,
@@ -320,7 +342,7 @@ export function decide(input: PlanInput): Decision {
 export function planCertificates(input: PlanInput): CertificatePlan {
   const decision = decide(input);
   const validity = input.validity ?? DEFAULT_VALIDITY;
-  const ca = decision.ca ?? newCa(input.now, validity, input.keys?.ca);
+  const ca = decision.ca ?? newCa(input, validity);
   const serving = decision.serving ?? newServing(ca, input, validity);
   const { previousCa } = decision;
   const caBundle = pemBundle(

@@ -11,14 +11,16 @@ import { isApiStatus } from '../src/kube/transport.ts';
 import type { Logger } from '../src/base/log.ts';
 import {
   type CertificatePlan,
+  type Decision,
   decide,
   planCertificates,
+  type PlanInput,
   type SecretData,
   type ServingNames,
   type Validity,
 } from './plan.ts';
 import { certificateListeners, type CertificateSource, type ServingCertificate } from './source.ts';
-import { newRsaKeyPem } from './x509.ts';
+import { newRsaKeyPem } from './keys.ts';
 
 export interface SecretSourceOptions {
   readonly client: KubeClient;
@@ -95,16 +97,7 @@ async function converge(options: SecretSourceOptions): Promise<CertificatePlan> 
       now: (options.clock ?? (() => new Date()))(),
       validity: options.validity,
     };
-    // The keys a rotation needs are made off the event loop, which keeps serving meanwhile.
-    const decision = decide(input);
-    const [ca, serving] = await Promise.all([
-      decision.ca === undefined ? newRsaKeyPem() : undefined,
-      decision.serving === undefined ? newRsaKeyPem() : undefined,
-    ]);
-    const plan = planCertificates({
-      ...input,
-      keys: { ...(ca === undefined ? {} : { ca }), ...(serving === undefined ? {} : { serving }) },
-    });
+    const plan = planCertificates({ ...input, ...(await makings(decide(input))) });
     if (plan.action === 'keep') return plan;
     try {
       await write(options, secret, plan);
@@ -122,6 +115,22 @@ async function converge(options: SecretSourceOptions): Promise<CertificatePlan> 
       });
     }
   }
+}
+
+/** What a decision needs to make its new certificates; nothing when it keeps them all. */
+async function makings(decision: Decision): Promise<Pick<PlanInput, 'keys' | 'issuer'>> {
+  if (decision.ca !== undefined && decision.serving !== undefined) return {};
+  // The keys are made off the event loop, which keeps serving meanwhile. node-forge, about 2 MB
+  // of heap for good once loaded, is imported only now.
+  const [ca, serving, issuer] = await Promise.all([
+    decision.ca === undefined ? newRsaKeyPem() : undefined,
+    decision.serving === undefined ? newRsaKeyPem() : undefined,
+    import('./x509.ts'),
+  ]);
+  return {
+    keys: { ...(ca === undefined ? {} : { ca }), ...(serving === undefined ? {} : { serving }) },
+    issuer,
+  };
 }
 
 async function write(

@@ -1,7 +1,7 @@
 // X.509 building blocks: a CA and certificates it signs. Used for the webhook serving
-// certificate and for the local control plane's PKI.
-import { generateKeyPair, generateKeyPairSync, randomBytes } from 'node:crypto';
-import { promisify } from 'node:util';
+// certificate and for the local control plane's PKI. node-forge is loaded with this module, so the
+// manager imports it only when it has a certificate to make (certs/secret-source.ts).
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import forge from 'node-forge';
 
 export interface KeyPair {
@@ -19,7 +19,7 @@ export interface CertificateRequest {
   readonly validDays: number;
   /** Defaults to now; tests move it to exercise expiry. */
   readonly notBefore?: Date;
-  /** A PKCS#8 RSA key generated beforehand (see newRsaKeyPem); a new one otherwise. */
+  /** A PKCS#8 RSA key generated beforehand (see keys.ts, newRsaKeyPem); a new one otherwise. */
   readonly keyPem?: string;
 }
 
@@ -42,21 +42,6 @@ function newRsaKey(given?: string): { forgeKey: forge.pki.rsa.PrivateKey; keyPem
       .privateKey.export({ type: 'pkcs8', format: 'pem' })
       .toString();
   return { forgeKey: forge.pki.privateKeyFromPem(keyPem), keyPem };
-}
-
-const generateKeyPairAsync = promisify(generateKeyPair);
-
-/**
- * A new RSA key as PKCS#8 PEM, generated on libuv's thread pool: 50-600 ms of prime search that
- * would otherwise stop the event loop, and with it the webhook server, during a rotation.
- */
-export async function newRsaKeyPem(): Promise<string> {
-  const { privateKey } = await generateKeyPairAsync('rsa', {
-    modulusLength: 2048,
-    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
-    publicKeyEncoding: { type: 'spki', format: 'pem' },
-  });
-  return privateKey;
 }
 
 function publicKeyOf(key: forge.pki.rsa.PrivateKey): forge.pki.rsa.PublicKey {
@@ -130,13 +115,4 @@ export function issueCertificate(ca: KeyPair, request: CertificateRequest): KeyP
   ]);
   cert.sign(caKey, forge.md.sha256.create());
   return { keyPem, certPem: forge.pki.certificateToPem(cert) };
-}
-
-/** An RSA key pair as PEM, for service-account token signing. */
-export function createSigningKeyPair(): { privateKeyPem: string; publicKeyPem: string } {
-  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-  return {
-    privateKeyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
-    publicKeyPem: publicKey.export({ type: 'spki', format: 'pem' }).toString(),
-  };
 }

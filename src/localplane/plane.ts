@@ -8,12 +8,8 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  createCertificateAuthority,
-  createSigningKeyPair,
-  issueCertificate,
-  type KeyPair,
-} from '../../certs/x509.ts';
+import { createSigningKeyPair } from '../../certs/keys.ts';
+import { createCertificateAuthority, issueCertificate, type KeyPair } from '../../certs/x509.ts';
 import { ensureBinaries, NODE_BINARIES, type Log } from './binaries.ts';
 import {
   cleanupHost,

@@ -5,7 +5,6 @@
 import { readFileSync } from 'node:fs';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { load, loadAll } from 'js-yaml';
-import { issueCertificate } from '../../certs/x509.ts';
 import { buildNatsCrd } from '../api/crd.ts';
 import type { KubeObject } from '../base/object.ts';
 import { clientFor } from '../kube/api.ts';
@@ -149,6 +148,8 @@ async function serviceAccountKubeConfig(
   account: ServiceAccountRef,
 ): Promise<KubeConfig> {
   const username = `system:serviceaccount:${account.namespace}:${account.name}`;
+  // Imported here, not at the top: node-forge is for the embedded plane and new certificates only.
+  const { issueCertificate } = await import('../../certs/x509.ts');
   const identity = issueCertificate(plane.ca, {
     commonName: username,
     organizations: ['system:serviceaccounts', `system:serviceaccounts:${account.namespace}`],

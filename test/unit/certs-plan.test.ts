@@ -13,7 +13,10 @@ import {
   type SecretData,
   servingNames,
 } from '../../certs/plan.ts';
-import { issueCertificate, newRsaKeyPem, type KeyPair } from '../../certs/x509.ts';
+import { newRsaKeyPem } from '../../certs/keys.ts';
+import * as x509 from '../../certs/x509.ts';
+
+type KeyPair = x509.KeyPair;
 
 const DAY = 86_400_000;
 const T0 = new Date('2030-01-01T00:00:00Z');
@@ -28,7 +31,7 @@ const SANS = [
   'IP Address:127.0.0.1',
 ];
 const plan = (data: SecretData | undefined, now: Date): CertificatePlan =>
-  planCertificates({ data, names, now });
+  planCertificates({ data, names, now, issuer: x509 });
 const decideAt = (data: SecretData | undefined, now: Date): Decision =>
   decide({ data, names, now });
 
@@ -86,7 +89,7 @@ function expectSound(decision: Decision, now: Date): void {
 }
 
 function servingFrom(ca: KeyPair, notBefore: Date): KeyPair {
-  return issueCertificate(ca, {
+  return x509.issueCertificate(ca, {
     commonName: names.commonName,
     dnsNames: names.dnsNames,
     ipAddresses: names.ipAddresses,
@@ -145,6 +148,7 @@ describe('certificate plan', () => {
       names,
       now: T0,
       keys: { ca: caKey, serving: servingKey },
+      issuer: x509,
     });
     expect(given.data[SECRET_KEYS.caKey]).toBe(caKey);
     expect(given.serving.keyPem).toBe(servingKey);
@@ -157,6 +161,13 @@ describe('certificate plan', () => {
     expect(result.reasons).toEqual([]);
     expect(result.data).toEqual(fresh.data);
     expect(result.serving).toEqual(fresh.serving);
+  });
+
+  it('keeps a Secret without an issuer, and says so when one is needed and missing', () => {
+    expect(planCertificates({ data: fresh.data, names, now: at(59) }).data).toEqual(fresh.data);
+    expect(() => planCertificates({ data: fresh.data, names, now: at(61) })).toThrow(
+      'a certificate must be made, and no issuer was given',
+    );
   });
 
   it('renews the serving certificate from the same CA once less than a third is left', () => {
@@ -172,7 +183,7 @@ describe('certificate plan', () => {
 
   it('takes validity overrides, and refuses a serving validity that could outlive its CA', () => {
     const validity = { caDays: 30, servingDays: 1 };
-    const short = planCertificates({ data: undefined, names, now: T0, validity });
+    const short = planCertificates({ data: undefined, names, now: T0, validity, issuer: x509 });
     expect(new X509Certificate(short.caBundle).validToDate).toEqual(at(30));
     expect(new X509Certificate(short.serving.certPem).validToDate).toEqual(at(1));
     expect(() =>
