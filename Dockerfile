@@ -19,6 +19,6 @@ RUN node src/localplane/build-manager-image.ts --rootfs /rootfs
 FROM scratch
 COPY --from=build /rootfs/ /
 USER 65532:65532
-ENV NODE_ENV=production PATH=/usr/local/bin:/usr/bin:/bin
+ENV NODE_ENV=production PATH=/usr/local/bin:/usr/bin:/bin MALLOC_ARENA_MAX=2
 WORKDIR /app
-ENTRYPOINT ["/usr/local/bin/node", "--max-semi-space-size=1", "/app/src/manager/main.mjs"]
+ENTRYPOINT ["/usr/local/bin/node", "--max-semi-space-size=1", "--no-maglev", "/app/src/manager/main.mjs"]

@@ -12,7 +12,11 @@ import { createKubeClient, type KubeClient, type WatchResponse } from '../src/ku
 import { DEFAULT_CONTROLLERS, startLocalPlane, type LocalPlane } from '../src/localplane/plane.ts';
 import { parseConfig } from '../src/manager/config.ts';
 import { prepareEmbeddedPlane } from '../src/manager/embedded.ts';
-import { IMAGE_NODE_FLAGS, bundleManager } from '../src/localplane/manager-image.ts';
+import {
+  IMAGE_NODE_ENV,
+  IMAGE_NODE_FLAGS,
+  bundleManager,
+} from '../src/localplane/manager-image.ts';
 import { metricTotal } from '../test/support/prometheus.ts';
 
 export const NATS_NAME = 'eventing-nats';
@@ -33,6 +37,8 @@ export interface Bench {
   readonly managerEntry: string;
   /** Node's flags for it: the image's, with the image's bundle. */
   readonly managerNodeArgs: readonly string[];
+  /** The environment the image gives Node, with the image's bundle. */
+  readonly managerNodeEnv: Readonly<Record<string, string>>;
   /** Creates `namespace` with the manager's Role for children in it, as deploy/ grants it. */
   natsNamespace(namespace: string): Promise<void>;
 }
@@ -56,6 +62,7 @@ export async function startBench(entry?: string): Promise<Bench> {
     // Where `npm run bundle` writes it: beside src/, so its reads of deploy/ resolve.
     managerEntry: entry ?? (await bundleManager(BUNDLE)).file,
     managerNodeArgs: entry === undefined ? IMAGE_NODE_FLAGS : [],
+    managerNodeEnv: entry === undefined ? IMAGE_NODE_ENV : {},
     natsNamespace: async (namespace) => {
       await prepareEmbeddedPlane(cluster, parseConfig([], { NATS_CR_NAMESPACE: namespace }));
     },
@@ -211,6 +218,7 @@ export function spawnManager(bench: Bench, run: ManagerRun): ManagerProcess {
         BREAK_GLASS_GROUPS: bench.breakGlassGroup,
         // As `npm start` runs it (package.json): modules stripped and compiled once, then cached.
         NODE_COMPILE_CACHE: bench.compileCache,
+        ...(run.entry === undefined ? bench.managerNodeEnv : {}),
         ...run.extraEnv,
       },
       stdio: ['ignore', 'ignore', 'pipe'],
