@@ -8,6 +8,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type { RequestOptions as HttpsRequestOptions } from 'node:https';
+import { createSecureContext, type SecureContext } from 'node:tls';
 import { dirname, isAbsolute, join } from 'node:path';
 import { load } from 'js-yaml';
 import { isRecord } from '../base/json.ts';
@@ -38,6 +39,16 @@ export interface StaticCredentials {
 
 /** Access with fixed TLS material and a bearer token, client certificate or basic auth. */
 export function staticAccess(credentials: StaticCredentials): ClusterAccess {
+  // One TLS context for every connection. Node otherwise builds one per socket from the same
+  // PEMs, and every watch has a socket of its own: about 30 KB of memory each, kept while it is
+  // open, and the PEMs parsed again at every reconnect.
+  let context: SecureContext | undefined;
+  const secureContext = (): SecureContext =>
+    (context ??= createSecureContext({
+      ...(credentials.caPem === undefined ? {} : { ca: credentials.caPem }),
+      ...(credentials.certPem === undefined ? {} : { cert: credentials.certPem }),
+      ...(credentials.keyPem === undefined ? {} : { key: credentials.keyPem }),
+    }));
   let token = credentials.token;
   let tokenReadAt = Number.NEGATIVE_INFINITY;
   const currentToken = async (): Promise<string | undefined> => {
@@ -55,6 +66,8 @@ export function staticAccess(credentials: StaticCredentials): ClusterAccess {
       if (credentials.caPem !== undefined) options.ca = credentials.caPem;
       if (credentials.certPem !== undefined) options.cert = credentials.certPem;
       if (credentials.keyPem !== undefined) options.key = credentials.keyPem;
+      // https.RequestOptions does not name it, but node:https hands its options to tls.connect.
+      Object.assign(options, { secureContext: secureContext() });
       if (credentials.insecureSkipTlsVerify === true) options.rejectUnauthorized = false;
       if (credentials.tlsServerName !== undefined) options.servername = credentials.tlsServerName;
       const headers: Record<string, string> = {

@@ -4,9 +4,12 @@ import type { RequestOptions } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dump } from 'js-yaml';
+import { createCertificateAuthority } from '../../certs/x509.ts';
 import { readKubeconfig, staticAccess } from '../../src/kube/kubeconfig.ts';
 
 const b64 = (text: string): string => Buffer.from(text).toString('base64');
+/** Real PEMs: the TLS context is built from them. */
+const pki = createCertificateAuthority('kubeconfig-test', 1);
 
 function kubeconfig(user: Record<string, unknown>, cluster: Record<string, unknown> = {}): unknown {
   return {
@@ -46,13 +49,13 @@ describe('readKubeconfig', () => {
   it('takes the current context: server, inline CA and client certificate', async () => {
     const path = write(
       kubeconfig(
-        { 'client-certificate-data': b64('CERT'), 'client-key-data': b64('KEY') },
-        { 'certificate-authority-data': b64('CA') },
+        { 'client-certificate-data': b64(pki.certPem), 'client-key-data': b64(pki.keyPem) },
+        { 'certificate-authority-data': b64(pki.certPem) },
       ),
     );
     expect(readKubeconfig(path)?.getCurrentCluster()?.server).toBe('https://127.0.0.1:6443');
     const options = await optionsOf(path);
-    expect(options).toMatchObject({ ca: 'CA', cert: 'CERT', key: 'KEY' });
+    expect(options).toMatchObject({ ca: pki.certPem, cert: pki.certPem, key: pki.keyPem });
     expect(options.headers).toEqual({ Accept: 'application/json' });
   });
 
@@ -97,5 +100,21 @@ describe('staticAccess', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('gives every request one TLS context, built from its certificates once', async () => {
+    const access = staticAccess({
+      server: 'https://10.0.0.1:443',
+      caPem: pki.certPem,
+      certPem: pki.certPem,
+      keyPem: pki.keyPem,
+    });
+    const first: RequestOptions & { secureContext?: unknown } = {};
+    const second: RequestOptions & { secureContext?: unknown } = {};
+    await access.applyToHTTPSOptions(first);
+    await access.applyToHTTPSOptions(second);
+    expect(first.secureContext).toHaveProperty('context');
+    expect(second.secureContext).toBe(first.secureContext);
+    expect(first).toMatchObject({ ca: pki.certPem, cert: pki.certPem, key: pki.keyPem });
   });
 });
