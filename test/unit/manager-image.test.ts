@@ -2,14 +2,17 @@
 // Node and the libraries ldd lists for it. Proven by running those files alone (chroot, as the
 // image's non-root user, nothing writable): the manager starts and answers its configuration.
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
+import { build } from 'esbuild';
 import {
   IMAGE_CONFIG,
   IMAGE_USER,
   imageLayer,
+  leaveOutCharsetTables,
   linkedLibraries,
   pinnedNodeBinary,
   writeRootfs,
@@ -70,4 +73,37 @@ describe('the manager image', () => {
     expect(bare.code).toBe(2);
     expect(bare.stderr).toContain('this build has no embedded plane');
   }, 60_000);
+
+  it("decodes UTF charsets without iconv-lite's East Asian tables, which it leaves out", async () => {
+    const entry = join(dir, 'charsets.mjs');
+    writeFileSync(
+      entry,
+      "import iconv from 'iconv-lite';\n" +
+        "export const utf8 = iconv.decode(Buffer.from('h\\u00e9', 'utf8'), 'utf-8');\n" +
+        "export const utf16 = iconv.decode(Buffer.from('h\\u00e9', 'utf16le'), 'utf-16le');\n" +
+        "export const shiftJis = () => iconv.decode(Buffer.from([0x82, 0xa0]), 'shift_jis');\n",
+    );
+    const outfile = join(dir, 'charsets.bundle.mjs');
+    await build({
+      entryPoints: [entry],
+      outfile,
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      nodePaths: [new URL('../../node_modules', import.meta.url).pathname],
+      plugins: [leaveOutCharsetTables],
+      // As the manager's bundle: its CommonJS dependencies require Node's built-in modules.
+      banner: {
+        js: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);",
+      },
+      logLevel: 'warning',
+    });
+    const bundled = (await import(pathToFileURL(outfile).href)) as {
+      utf8: string;
+      utf16: string;
+      shiftJis: () => string;
+    };
+    expect([bundled.utf8, bundled.utf16]).toEqual(['h\u00e9', 'h\u00e9']);
+    expect(bundled.shiftJis).toThrow("shiftjis.json: not in the manager's image");
+  });
 });
