@@ -21,4 +21,4 @@ COPY --from=build /rootfs/ /
 USER 65532:65532
 ENV NODE_ENV=production PATH=/usr/local/bin:/usr/bin:/bin MALLOC_ARENA_MAX=2
 WORKDIR /app
-ENTRYPOINT ["/usr/local/bin/node", "--max-semi-space-size=1", "--no-maglev", "/app/src/manager/main.mjs"]
+ENTRYPOINT ["/usr/local/bin/node", "--max-semi-space-size=1", "--no-maglev", "--v8-pool-size=1", "/app/src/manager/main.mjs"]

@@ -199,8 +199,10 @@ export async function imageLayer(
  * footprint). A controller's allocation rate is low; the extra scavenges cost little. Without
  * Maglev (V8's middle compiler; hot code still reaches TurboFan) the code pages and compiled code
  * it would add are not touched: about 2 MB, at no cost we could measure per admission request.
+ * One V8 helper thread, not four: the pod is limited to half a CPU (deploy/manager), and each
+ * helper that allocates leaves malloc memory behind, 2-3 MB for the other three.
  */
-export const IMAGE_NODE_FLAGS = ['--max-semi-space-size=1', '--no-maglev'];
+export const IMAGE_NODE_FLAGS = ['--max-semi-space-size=1', '--no-maglev', '--v8-pool-size=1'];
 
 /**
  * The image's environment for Node. glibc gives each thread that allocates an arena of its own,
