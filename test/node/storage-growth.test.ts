@@ -141,16 +141,32 @@ describe('storage growth, on the node', () => {
       spec: { cluster: { size: 3 }, jetStream: { fileStorage: { size: '1Gi' } } },
     });
     await kube.kubectl(['apply', '-f', '-'], manifest);
+    // What the resource and its pods looked like last, for a wait that times out.
+    let last = 'no NATS resource read';
     await eventually(
       'state Ready with JetStream enabled',
       async () => {
         const nats = await getNats();
+        const conditions = (nats?.status?.conditions ?? [])
+          .map((c) => `${c.type}=${c.status} (${c.reason}: ${c.message})`)
+          .join('; ');
+        last = `state ${String(nats?.status?.state)}; ${conditions}`;
         return nats?.status?.state === 'Ready' && condition(nats, 'JetStream')?.status === 'True'
           ? true
           : undefined;
       },
       240_000,
-    );
+    ).catch(async (error: unknown) => {
+      const pods = await kube.getJson<{ items: Pod[] }>(['pods', '-n', NS]);
+      const phases = (pods?.items ?? [])
+        .map((pod) => `${pod.metadata.name} ${String(pod.status.phase)}`)
+        .join(', ');
+      const errors = managerOutput.split('\n').filter((line) => line.includes('"level":"error"'));
+      throw new Error(
+        `${(error as Error).message}; last: ${last}; pods: ${phases}; manager errors:\n` +
+          errors.slice(-10).join('\n'),
+      );
+    });
     const stsBefore = await statefulSet();
     if (stsBefore === undefined) throw new Error('no StatefulSet');
     const selector = selectorOf(stsBefore);
