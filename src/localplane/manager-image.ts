@@ -25,7 +25,7 @@ export const IMAGE_USER = '65532:65532';
 export const LOCAL_MANAGER_IMAGE = 'localhost/nats-manager:dev';
 
 // ESM output, CommonJS dependencies: their require() calls need a require.
-const REQUIRE_BANNER =
+export const REQUIRE_BANNER =
   "import { createRequire as __createRequire } from 'node:module';\n" +
   'const require = __createRequire(import.meta.url);';
 

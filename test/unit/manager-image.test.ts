@@ -13,6 +13,7 @@ import {
   IMAGE_USER,
   imageLayer,
   leaveOutCharsetTables,
+  REQUIRE_BANNER,
   linkedLibraries,
   pinnedNodeBinary,
   writeRootfs,
@@ -93,9 +94,7 @@ describe('the manager image', () => {
       nodePaths: [new URL('../../node_modules', import.meta.url).pathname],
       plugins: [leaveOutCharsetTables],
       // As the manager's bundle: its CommonJS dependencies require Node's built-in modules.
-      banner: {
-        js: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);",
-      },
+      banner: { js: REQUIRE_BANNER },
       logLevel: 'warning',
     });
     const bundled = (await import(pathToFileURL(outfile).href)) as {
